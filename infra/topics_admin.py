@@ -1,0 +1,81 @@
+"""Create the contract's topics before anything subscribes to them, and check existing ones.
+
+A consumer or producer that touches a missing topic makes the broker auto-create it with the
+broker's default partition count; Faust tables then refuse to work when a source topic and its
+changelog disagree. So every process that starts the pipeline (worker, simulator, demo) calls
+:func:`ensure_topics` first: missing topics are created with the configured partitions, and an
+existing topic with another partition count stops the process with a message saying what to set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from app.settings import ConfigError, Settings, env_name
+
+#: Settings fields that name the contract's topics.
+TOPIC_FIELDS = (
+    "topic_transactions", "topic_labels", "topic_dlq", "topic_validated",
+    "topic_labels_by_terminal", "topic_enriched",
+    "topic_late", "topic_predictions", "topic_retrain", "topic_model_updates",
+)
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Field name -> topic name."""
+    return {field: getattr(settings, field) for field in TOPIC_FIELDS}
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """What :func:`ensure_topics` learnt about the cluster."""
+
+    cluster_id: str | None
+    created: list[str]
+
+    @property
+    def tansu(self) -> bool:
+        """Whether the cluster is the embedded Tansu broker (see app.faust_tuning)."""
+        from infra.processes import is_tansu
+
+        return is_tansu(self.cluster_id)
+
+
+async def _ensure(bootstrap: str, settings: Settings, kwargs: dict[str, Any]) -> BrokerInfo:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kwargs)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = topic_names(settings)
+        missing = [name for name in wanted.values() if name not in existing]
+        if missing:
+            await admin.create_topics([
+                NewTopic(name, settings.topic_partitions, settings.topic_replication)
+                for name in missing
+            ])
+        present = [name for name in wanted.values() if name in existing]
+        if present:
+            for desc in await admin.describe_topics(present):
+                count = len(desc.get("partitions") or [])
+                if count and count != settings.topic_partitions:
+                    field = next(f for f, n in wanted.items() if n == desc["topic"])
+                    raise ConfigError(
+                        f"topic {desc['topic']!r} ({env_name(field)}) has {count} partitions but "
+                        f"FRAUDSTREAM_TOPIC_PARTITIONS={settings.topic_partitions}: set "
+                        f"FRAUDSTREAM_TOPIC_PARTITIONS={count}, or use another topic name"
+                    )
+        cluster = await admin.describe_cluster()
+        return BrokerInfo(cluster.get("cluster_id"), missing)
+    finally:
+        await admin.close()
+
+
+def ensure_topics(bootstrap: str, settings: Settings) -> BrokerInfo:
+    """Create missing contract topics; returns the cluster id and the names created."""
+    from app.kafka_auth import aiokafka_kwargs
+
+    return asyncio.run(_ensure(bootstrap, settings, aiokafka_kwargs(settings)))
