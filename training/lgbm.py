@@ -1,0 +1,229 @@
+"""LightGBM binary fraud classifier: seeded, deterministic, early-stopped on a validation period.
+
+Class imbalance is handled with ``scale_pos_weight`` (by default the training
+negatives / positives ratio, computed on the training rows); ``is_unbalance``
+can be chosen instead, or no reweighting. Reweighting keeps the ranking metrics
+(AUC, AP, card precision@k) meaningful but makes the scores uncalibrated, so
+alert thresholds must be chosen on scored validation data
+(:mod:`training.metrics`), never assumed to be 0.5.
+
+Exact ONNX parity: ONNX tree ensembles compare float32 inputs with float32
+thresholds, LightGBM compares them with float64 thresholds; a threshold that
+lies between two float32 values is rounded *to nearest* by the converter and can
+send a row down the other branch (|diff| up to 1e-2 seen on toy data). The
+trained booster's thresholds are therefore snapped down to the largest float32
+not above them (:func:`snap_thresholds_to_float32`): for every float32 input
+``x <= t`` is unchanged, so LightGBM scores are the same and the converted model
+agrees with them.
+
+Determinism: ``deterministic=True``, ``force_row_wise=True``, one ``seed`` for
+every random source and a fixed ``num_threads``; the same data and parameters
+give the same model string.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class LGBMParams(BaseModel):
+    """Hyperparameters with defaults; ``model_dump()`` is what the registry logs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_boost_round: int = Field(default=500, ge=1, description="Maximum number of trees.")
+    early_stopping_rounds: int = Field(default=50, ge=1, description="Patience (validation AP).")
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=31, ge=2)
+    max_depth: int = Field(default=-1, description="-1 = no limit.")
+    min_child_samples: int = Field(default=20, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)
+    lambda_l2: float = Field(default=0.0, ge=0)
+    imbalance: Literal["scale_pos_weight", "is_unbalance", "none"] = "scale_pos_weight"
+    scale_pos_weight: float | None = Field(
+        default=None, gt=0, description="None = negatives/positives of the training rows.")
+    seed: int = 42
+    num_threads: int = Field(default=1, ge=1)
+
+    def to_lgb(self, n_pos: int, n_neg: int) -> dict[str, object]:
+        """LightGBM parameter dict for a training set with these class counts."""
+        params: dict[str, object] = {
+            "objective": "binary",
+            "metric": ["average_precision", "auc"],
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "min_child_samples": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.lambda_l2,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+        if self.imbalance == "scale_pos_weight":
+            params["scale_pos_weight"] = (self.scale_pos_weight if self.scale_pos_weight
+                                          else n_neg / max(n_pos, 1))
+        elif self.imbalance == "is_unbalance":
+            params["is_unbalance"] = True
+        return params
+
+
+@dataclass
+class TrainedModel:
+    """A trained booster cut at its best iteration, with its feature order."""
+
+    booster: lgb.Booster
+    feature_names: list[str]
+    params: LGBMParams
+    lgb_params: dict[str, object]
+    best_iteration: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def predict(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Fraud scores (probability of the positive class) in [0, 1]."""
+        return np.asarray(self.booster.predict(as_matrix(data, self.feature_names)))
+
+    def feature_importance(self, kind: Literal["gain", "split"] = "gain") -> pd.Series:
+        """Importance per feature, sorted descending."""
+        values = self.booster.feature_importance(importance_type=kind)
+        return pd.Series(values, index=self.feature_names, name=kind).sort_values(
+            ascending=False)
+
+
+def as_matrix(data: pd.DataFrame | np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
+    """float32 C-ordered matrix of the features in the given order (what ONNX receives).
+
+    >>> as_matrix(pd.DataFrame({"b": [1, 2], "a": [3, 4]}), ["a", "b"]).tolist()
+    [[3.0, 1.0], [4.0, 2.0]]
+    """
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in feature_names if c not in data.columns]
+        if missing:
+            raise KeyError(f"feature columns missing from frame: {missing}")
+        data = data.loc[:, list(feature_names)].to_numpy(dtype=np.float32)
+    matrix = np.ascontiguousarray(data, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
+        raise ValueError(f"expected [n, {len(feature_names)}] features, got {matrix.shape}")
+    return matrix
+
+
+def _float32_floor(value: float) -> float:
+    down = np.float32(value)
+    if float(down) > value:
+        down = np.nextafter(down, np.float32(-np.inf))
+    return float(down)
+
+
+def snap_thresholds_to_float32(model_str: str) -> str:
+    r"""Rewrite numerical split thresholds to the largest float32 not above them.
+
+    Trees with categorical splits are left unchanged (their thresholds are not
+    numbers to compare with). The ``tree_sizes=`` header (byte offsets that the
+    new text no longer matches) is dropped; LightGBM then parses trees in order.
+
+    >>> snap_thresholds_to_float32("num_cat=0\nthreshold=22.529999732971195 1.5\n")
+    'num_cat=0\nthreshold=22.529998779296875 1.5\n'
+    """
+    out: list[str] = []
+    categorical = False
+    for line in model_str.split("\n"):
+        if line.startswith("tree_sizes="):
+            continue
+        if line.startswith("num_cat="):
+            categorical = int(line.split("=", 1)[1]) > 0
+        elif line.startswith("threshold=") and not categorical:
+            values = (_float32_floor(float(v)) for v in line[len("threshold="):].split())
+            line = "threshold=" + " ".join(repr(v) for v in values)
+        out.append(line)
+    return "\n".join(out)
+
+
+class _Progress:
+    """LightGBM callback driving a tqdm bar, showing the latest validation metrics."""
+
+    order = 5  # before early stopping (30), which may end training by raising
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc="training", unit="tree", disable=not enabled,
+                        leave=False)
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        self.bar.update(1)
+        if env.evaluation_result_list:
+            self.bar.set_postfix({f"{name}": f"{value:.4f}"
+                                  for _, name, value, *_ in env.evaluation_result_list})
+
+
+def train_lgbm(
+    train: pd.DataFrame,
+    feature_names: Sequence[str],
+    params: LGBMParams | None = None,
+    *,
+    valid: pd.DataFrame | None = None,
+    label_col: str = "is_fraud",
+    progress: bool = True,
+) -> TrainedModel:
+    """Train on ``train``; with a non-empty ``valid`` stop early on its average precision.
+
+    Features are cast to float32 before training so LightGBM and the exported
+    ONNX model see identical inputs.
+
+    >>> from training.toydata import make_toy_transactions, TOY_FEATURES
+    >>> df = make_toy_transactions(n_cards=100, n_days=6)
+    >>> p = LGBMParams(num_boost_round=20, early_stopping_rounds=5)
+    >>> m1 = train_lgbm(df[df.ts < df.ts.quantile(0.7)], TOY_FEATURES, p,
+    ...                 valid=df[df.ts >= df.ts.quantile(0.7)], progress=False)
+    >>> m2 = train_lgbm(df[df.ts < df.ts.quantile(0.7)], TOY_FEATURES, p,
+    ...                 valid=df[df.ts >= df.ts.quantile(0.7)], progress=False)
+    >>> m1.booster.model_to_string() == m2.booster.model_to_string()
+    True
+    """
+    params = params or LGBMParams()
+    names = list(feature_names)
+    y = train[label_col].to_numpy(dtype=np.int32)
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == len(y):
+        raise ValueError("training rows must contain both classes")
+    lgb_params = params.to_lgb(n_pos, len(y) - n_pos)
+    dtrain = lgb.Dataset(as_matrix(train, names), y, feature_name=names, free_raw_data=True)
+    history: dict[str, dict[str, list[float]]] = {}
+    callbacks: list = [_Progress(params.num_boost_round, progress)]
+    valid_sets, valid_names = [], []
+    if valid is not None and len(valid) and valid[label_col].nunique() == 2:
+        dvalid = lgb.Dataset(as_matrix(valid, names), valid[label_col].to_numpy(dtype=np.int32),
+                             reference=dtrain)
+        valid_sets, valid_names = [dvalid], ["valid"]
+        callbacks += [lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True,
+                                         verbose=False),
+                      lgb.record_evaluation(history)]
+    elif valid is not None:
+        log.warning("validation rows missing or one-class: training %d rounds without "
+                    "early stopping", params.num_boost_round)
+    try:
+        booster = lgb.train(lgb_params, dtrain, num_boost_round=params.num_boost_round,
+                            valid_sets=valid_sets, valid_names=valid_names, callbacks=callbacks)
+    finally:
+        callbacks[0].bar.close()
+    best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+    trimmed = lgb.Booster(model_str=snap_thresholds_to_float32(
+        booster.model_to_string(num_iteration=best)))
+    return TrainedModel(booster=trimmed, feature_names=names, params=params,
+                        lgb_params=lgb_params, best_iteration=best,
+                        history=dict(history.get("valid", {})))
