@@ -1,0 +1,108 @@
+"""Build the Faust app from the settings: broker, store, web server, topics, agents."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from app import faust_tuning
+from app.kafka_auth import faust_credentials
+from app.settings import Settings
+from app.topics import Topics, declare_topics
+from infra.endpoints import state_dir
+
+log = logging.getLogger(__name__)
+
+
+#: Session timeout used on the embedded Tansu broker when none is configured.
+TANSU_SESSION_TIMEOUT_S = 3.0
+
+
+def create_app(
+    settings: Settings, bootstrap: str, *, tansu: bool = False, agents: bool = True,
+    redis: str | None = None,
+) -> faust.App:
+    """A configured ``faust.App``; ``bootstrap`` is ``host:port[,host:port]``.
+
+    ``tansu`` says that the broker is the embedded Tansu: its consumer-group coordinator
+    holds a first JoinGroup for half the session timeout, so the session is kept short there
+    (see :mod:`app.faust_tuning`). ``redis`` is the Feast online store's Redis; without it
+    nothing is materialised.
+    """
+    datadir = state_dir(settings)
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hp.strip()}" for hp in bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
+        store=settings.store,
+        datadir=str(datadir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=0.005,
+        producer_acks=-1,
+        web_bind=settings.web_bind,
+        web_port=settings.web_port,
+        web_host=settings.web_bind,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+    )
+    session = settings.broker_session_timeout_s or (TANSU_SESSION_TIMEOUT_S if tansu else 0.0)
+    faust_tuning.apply(
+        app,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        tansu=bool(session),
+        session_timeout=session or faust_tuning.TANSU_SESSION_TIMEOUT,
+        heartbeat_interval=min(session / 4, 3.0) if session else 0.5,
+        table_startup_grace=0.0,
+    )
+    topics = declare_topics(app, settings)
+    app.fraudstream_topics = topics  # type: ignore[attr-defined]
+    app.fraudstream_settings = settings  # type: ignore[attr-defined]
+
+    from app import web
+
+    web.register(app)
+    if agents:
+        materialiser = None
+        if redis is not None and settings.feast_enabled:
+            from app import feast_service
+
+            materialiser = feast_service.build_materialiser(settings, redis)
+            feast_service.attach(app, materialiser, settings.feast_stop_timeout_s)
+        register_agents(app, topics, settings, materialiser)
+    return app
+
+
+def register_agents(
+    app: faust.App, topics: Topics, settings: Settings, materialiser: Any = None
+) -> None:
+    """Attach the pipeline's agents (``materialiser``: where feature rows go for Feast)."""
+    from app.agents import card_stage, terminal_stage
+
+    card_stage.register(app, topics, settings, materialiser)
+    terminal_stage.register(app, topics, settings, materialiser)
+
+
+def app_from_environment(*, agents: bool = True) -> faust.App:
+    """The app as a worker builds it: settings and endpoints from the environment (or the
+    embedded stack), topics created and checked, Feast wired when enabled.
+
+    Configuration errors stop the process here, before Faust starts, with a message that
+    names the variable to fix.
+    """
+    from app.settings import get_settings
+    from infra.endpoints import kafka_bootstrap, redis_url
+    from infra.topics_admin import ensure_topics
+
+    settings = get_settings()
+    bootstrap = kafka_bootstrap(settings)
+    broker = ensure_topics(bootstrap, settings)
+    redis = redis_url(settings) if agents and settings.feast_enabled else None
+    return create_app(settings, bootstrap, tansu=broker.tansu, agents=agents, redis=redis)

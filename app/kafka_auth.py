@@ -1,0 +1,69 @@
+"""Kafka security settings mapped onto Faust credentials and aiokafka keyword arguments.
+
+PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL; SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512;
+CA / client certificate / key paths. The same settings serve the Faust worker
+(:func:`faust_credentials`) and the plain aiokafka clients of the CLI (:func:`aiokafka_kwargs`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from app.settings import Settings
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """A TLS context for SSL / SASL_SSL (None for the plaintext protocols)."""
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    )
+    if settings.kafka_ssl_certfile and settings.kafka_ssl_keyfile:
+        password = settings.kafka_ssl_key_password
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile),
+            password=password.get_secret_value() if password else None,
+        )
+    return context
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """``broker_credentials`` for ``faust.App`` (None for PLAINTEXT)."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        ssl_context=context,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
+
+
+def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """Security keyword arguments for ``AIOKafkaProducer`` / ``AIOKafkaConsumer``.
+
+    >>> from app.settings import load_settings
+    >>> aiokafka_kwargs(load_settings())
+    {'security_protocol': 'PLAINTEXT'}
+    """
+    kwargs: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    context = ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        kwargs.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password else None,
+        )
+    return kwargs

@@ -1,0 +1,264 @@
+"""The transaction contract, and strict validation of raw record values at the edge.
+
+A record value is parsed straight from its bytes with pydantic in strict mode (JSON numbers
+only where numbers are expected, no NaN or Infinity anywhere). The outcome is either a
+:class:`Transaction` or a :class:`Rejection` with a machine-readable ``reason`` (one of
+:data:`REASONS`) and a human-readable ``error``. Neither ever contains the payload: it is card
+data, and the original bytes travel only to the dead-letter topic.
+
+Event time (``ts``) is accepted as ISO-8601 with a time-zone offset or as epoch milliseconds,
+and normalised to integer epoch milliseconds (UTC).
+
+>>> rules = Rules(max_amount=1000, currencies=frozenset({"EUR"}), max_future_skew_ms=60_000,
+...               max_payload_bytes=1024)
+>>> ok = validate(b'{"txn_id":"t1","card_id":"c1","terminal_id":"x1","amount":12.5,'
+...               b'"currency":"EUR","ts":"2018-04-01T00:00:31Z"}', rules, now_ms=2e12)
+>>> ok.ts, ok.amount
+(1522540831000, 12.5)
+>>> validate(b'{"txn_id":"t1","card_id":"c1","terminal_id":"x1","amount":-3,'
+...          b'"currency":"EUR","ts":1522540831000}', rules, now_ms=2e12).reason
+'invalid_amount'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Reasons a record is dead-lettered, from most to least fundamental.
+REASONS = (
+    "null_value",
+    "payload_too_large",
+    "not_utf8",
+    "malformed_json",
+    "not_an_object",
+    "non_finite_number",
+    "missing_field",
+    "wrong_type",
+    "invalid_amount",
+    "unknown_currency",
+    "invalid_coordinates",
+    "invalid_timestamp",
+    "future_timestamp",
+    "invalid_field",
+    "processing_error",
+)
+
+#: Earliest accepted event time: 2000-01-01T00:00:00Z in epoch ms. Catches epoch *seconds*.
+MIN_TS_MS = 946_684_800_000
+#: Latest representable event time we accept at all (year 2100).
+MAX_TS_MS = 4_102_444_800_000
+
+
+class Transaction(BaseModel):
+    """A card transaction as it travels through the pipeline (``ts`` in epoch ms, UTC)."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
+
+    txn_id: str = Field(min_length=1, max_length=64)
+    card_id: str = Field(min_length=1, max_length=64)
+    terminal_id: str = Field(min_length=1, max_length=64)
+    amount: float
+    currency: str = Field(min_length=3, max_length=3)
+    ts: int | str
+    lat: float | None = None
+    lon: float | None = None
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    mcc: str | None = Field(None, pattern=r"^[0-9]{4}$")
+    channel: Literal["card_present", "online"] | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The configurable part of validation (built from the settings)."""
+
+    max_amount: float
+    currencies: frozenset[str]
+    max_future_skew_ms: int
+    max_payload_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Rules:
+        return cls(
+            max_amount=float(settings.max_amount),
+            currencies=frozenset(settings.currencies),
+            max_future_skew_ms=int(settings.max_future_skew_s) * 1000,
+            max_payload_bytes=int(settings.max_payload_bytes),
+        )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record was refused. ``error`` names fields, never their values."""
+
+    reason: str
+    error: str
+
+
+def _reject(reason: str, error: str) -> Rejection:
+    return Rejection(reason, error[:500])
+
+
+def _from_pydantic(exc: ValidationError) -> Rejection:
+    errors = exc.errors(include_input=True, include_url=False)
+    ranked: list[tuple[int, str, str]] = []
+    for err in errors:
+        kind = err["type"]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        if kind == "json_invalid":
+            reason = "malformed_json"
+        elif kind == "model_type":
+            reason = "null_value" if err.get("input") is None else "not_an_object"
+        elif kind == "finite_number":
+            reason = "non_finite_number"
+        elif kind == "missing" or err.get("input", 0) is None:
+            reason = "missing_field"
+        elif kind.endswith("_type") or kind in ("literal_error",):
+            reason = "wrong_type" if kind != "literal_error" else "invalid_field"
+        else:
+            reason = "invalid_field"
+        detail = f"{field}: {err['msg']}" if field else err["msg"]
+        if kind == "missing" or err.get("input", 0) is None:
+            detail = f"{field}: required field is missing or null"
+        ranked.append((REASONS.index(reason), reason, detail))
+    ranked.sort()
+    reason = ranked[0][1]
+    return _reject(reason, "; ".join(detail for _, _, detail in ranked))
+
+
+def _parse_ts(value: int | str) -> int | Rejection:
+    """Event time to epoch ms.
+
+    >>> _parse_ts("2018-04-01T00:00:31+02:00")
+    1522533631000
+    >>> _parse_ts("2018-04-01T00:00:31").reason
+    'invalid_timestamp'
+    >>> _parse_ts(1522533631).reason   # seconds, not milliseconds
+    'invalid_timestamp'
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return _reject("invalid_timestamp", "ts: not ISO-8601 nor epoch milliseconds")
+        if parsed.tzinfo is None:
+            return _reject("invalid_timestamp", "ts: ISO-8601 time needs a time-zone offset")
+        ms = round(parsed.timestamp() * 1000)
+    else:
+        ms = value
+    if not MIN_TS_MS <= ms < MAX_TS_MS:
+        return _reject(
+            "invalid_timestamp", "ts: epoch milliseconds between 2000-01-01 and 2100-01-01"
+        )
+    return ms
+
+
+def _has_non_finite(text: str) -> bool:
+    """True when the JSON text holds NaN/Infinity outside strings (anywhere in the object)."""
+
+    def refuse(constant: str) -> float:
+        raise ValueError(constant)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return True
+    return False
+
+
+def validate(raw: bytes | None, rules: Rules, now_ms: float) -> Transaction | Rejection:
+    """Parse and check one record value; a :class:`Transaction` or a :class:`Rejection`."""
+    if raw is None or raw == b"":
+        return _reject("null_value", "record value is null (empty)")
+    if len(raw) > rules.max_payload_bytes:
+        return _reject(
+            "payload_too_large",
+            f"value is {len(raw)} bytes, the limit is {rules.max_payload_bytes}",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _reject("not_utf8", f"value is not UTF-8 (byte {exc.start})")
+    try:
+        txn = Transaction.model_validate_json(text)
+    except ValidationError as exc:
+        return _from_pydantic(exc)
+    if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
+        return _reject("non_finite_number", "NaN or Infinity in the record")
+
+    if not (0 < txn.amount <= rules.max_amount) or math.isnan(txn.amount):
+        return _reject("invalid_amount", f"amount: must be > 0 and <= {rules.max_amount:g}")
+    if txn.currency not in rules.currencies:
+        return _reject("unknown_currency", "currency: not in the accepted list")
+    if (txn.lat is None) != (txn.lon is None):
+        return _reject("invalid_coordinates", "lat and lon: give both or neither")
+    if txn.lat is not None and txn.lon is not None:
+        if not (-90.0 <= txn.lat <= 90.0 and -180.0 <= txn.lon <= 180.0):
+            return _reject("invalid_coordinates", "lat must be in [-90, 90], lon in [-180, 180]")
+    ts = _parse_ts(txn.ts)
+    if isinstance(ts, Rejection):
+        return ts
+    if ts > now_ms + rules.max_future_skew_ms:
+        return _reject(
+            "future_timestamp",
+            f"ts: more than {rules.max_future_skew_ms // 1000} s ahead of the wall clock",
+        )
+    if ts != txn.ts:
+        txn = txn.model_copy(update={"ts": ts})
+    return txn
+
+
+class Label(BaseModel):
+    """A fraud label, published late (chargebacks, investigations, the simulator)."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
+
+    txn_id: str = Field(min_length=1, max_length=64)
+    card_id: str = Field(min_length=1, max_length=64)
+    terminal_id: str = Field(min_length=1, max_length=64)
+    is_fraud: bool | Literal[0, 1]
+    ts: int | str
+    reported_at: int | str
+
+
+def validate_label(raw: bytes | None, rules: Rules) -> Label | Rejection:
+    """Parse and check one label value (event times normalised to epoch ms).
+
+    >>> rules = Rules(1.0, frozenset(), 0, 1024)
+    >>> label = validate_label(b'{"txn_id":"t1","card_id":"c1","terminal_id":"x1","is_fraud":1,'
+    ...                        b'"ts":1522540831000,"reported_at":"2018-04-08T00:00:31Z"}', rules)
+    >>> label.is_fraud, label.reported_at
+    (True, 1523145631000)
+    >>> validate_label(b'{"txn_id":"t1","card_id":"c1","terminal_id":"x1","is_fraud":1,'
+    ...                b'"ts":1522540831000,"reported_at":1522540830000}', rules).reason
+    'invalid_timestamp'
+    """
+    if raw is None or raw == b"":
+        return _reject("null_value", "record value is null (empty)")
+    if len(raw) > rules.max_payload_bytes:
+        return _reject("payload_too_large", f"value is {len(raw)} bytes")
+    try:
+        label = Label.model_validate_json(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return _reject("not_utf8", f"value is not UTF-8 (byte {exc.start})")
+    except ValidationError as exc:
+        return _from_pydantic(exc)
+    ts, reported = _parse_ts(label.ts), _parse_ts(label.reported_at)
+    for parsed in (ts, reported):
+        if isinstance(parsed, Rejection):
+            return parsed
+    assert isinstance(ts, int) and isinstance(reported, int)
+    if reported < ts:
+        return _reject("invalid_timestamp", "reported_at: before the transaction's ts")
+    return label.model_copy(update={"ts": ts, "reported_at": reported,
+                                    "is_fraud": bool(label.is_fraud)})
+
+
+def to_record(txn: Transaction) -> dict[str, Any]:
+    """The transaction as the plain dict the feature code consumes (``ts`` an int)."""
+    return txn.model_dump()
