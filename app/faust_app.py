@@ -61,6 +61,7 @@ def create_app(
         session_timeout=session or faust_tuning.TANSU_SESSION_TIMEOUT,
         heartbeat_interval=min(session / 4, 3.0) if session else 0.5,
         table_startup_grace=0.0,
+        exact_end_offsets=tansu,
     )
     topics = declare_topics(app, settings)
     app.fraudstream_topics = topics  # type: ignore[attr-defined]

@@ -184,6 +184,7 @@ __all__ = [
     "FastStartTableManager",
     "LeanMonitor",
     "fast_drain_supported",
+    "exact_end_offsets",
     "use_event_loop",
     "event_context",
 ]
@@ -292,6 +293,67 @@ class FetchWaitConsumerThread(_faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+    async def _highwaters(self, partitions: Any) -> Any:
+        reported = await super()._highwaters(partitions)
+        if not getattr(self.consumer, "exact_end_offsets", False) or self.consumer.in_transaction:
+            return reported
+        bootstrap = self._ensure_consumer()._client._bootstrap_servers
+        return await exact_end_offsets(bootstrap, reported)
+
+
+# --------------------------------------------------------------------------
+# Fix 7: Tansu's end offsets (ListOffsets "latest") stop at the last batch's first record
+# --------------------------------------------------------------------------
+
+#: How long :func:`exact_end_offsets` waits for the fetches it needs.
+EXACT_END_OFFSETS_TIMEOUT_S = 30.0
+
+
+async def exact_end_offsets(bootstrap: Any, reported: Any,
+                            timeout_s: float = EXACT_END_OFFSETS_TIMEOUT_S) -> dict[Any, int]:
+    """The true end offset of each partition, from a fetch at its reported end.
+
+    Tansu 0.6 answers ListOffsets(latest) with the base offset of the partition's last record
+    batch plus one: after a batch of 10 records at offsets 10-19 it reports 11, not 20. Faust
+    recovers a table by reading its changelog up to that "highwater", so the last batch but
+    its first record was never restored: a worker killed and restarted lost the newest state
+    of some keys (the killed-worker exactness test). A fetch response carries the right high
+    watermark, so this seeks a side consumer to ``reported - 1`` (the last batch's first
+    record) and reads the high watermark of the answer. Partitions reported empty are kept.
+    ``reported`` maps Faust or aiokafka TopicPartitions to offsets; the keys are kept.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    todo = {TopicPartition(tp.topic, tp.partition): tp for tp, end in reported.items() if end}
+    result = {tp: int(end) for tp, end in reported.items()}
+    if not todo:
+        return result
+    side = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                            fetch_max_wait_ms=50)
+    await side.start()
+    try:
+        side.assign(list(todo))
+        for atp, tp in todo.items():
+            side.seek(atp, int(reported[tp]) - 1)
+        pending = set(todo)
+        deadline = _monotonic() + timeout_s
+        while pending and _monotonic() < deadline:
+            await side.getmany(*pending, timeout_ms=200)
+            for atp in list(pending):
+                high = side.highwater(atp)
+                if high is not None:
+                    tp = todo[atp]
+                    result[tp] = max(int(high), int(reported[tp]))
+                    pending.discard(atp)
+        if pending:
+            raise RuntimeError(f"no fetch answer for {sorted(map(str, pending))} within "
+                               f"{timeout_s} s: cannot tell where their logs end")
+    finally:
+        await side.stop()
+    return result
+
+
 class FetchWaitConsumer(_faust_aiokafka.Consumer):
     """Faust aiokafka Consumer: configurable fetch wait, and a cheaper drain loop.
 
@@ -302,6 +364,8 @@ class FetchWaitConsumer(_faust_aiokafka.Consumer):
     """
 
     fetch_max_wait_ms: ClassVar[int] = DEFAULT_FETCH_MAX_WAIT_MS
+    #: Recover tables up to :func:`exact_end_offsets` (fix 7; Tansu), not ListOffsets.
+    exact_end_offsets: ClassVar[bool] = False
     #: Use :func:`_fast_drain_messages` (set by :func:`apply`; checked against
     #: the installed Faust by :func:`fast_drain_supported`).
     fast_drain: ClassVar[bool] = False
@@ -624,6 +688,7 @@ def apply(
     fast_drain: bool = True,
     lean_monitor: bool = True,
     event_loop: str | None = DEFAULT_EVENT_LOOP,
+    exact_end_offsets: bool | None = None,
 ) -> Any:
     """Apply the tuning to a ``faust.App``. Call it right after ``faust.App(...)``.
 
@@ -661,6 +726,8 @@ def apply(
             Skipped, with a log line, when uvloop is not installed or a loop
             is already running. This sets the process-wide asyncio event loop
             policy, as ``faust worker --loop uvloop`` would.
+        exact_end_offsets: recover tables up to :func:`exact_end_offsets`
+            (fix 7). Default: on when ``tansu`` is, whose end offsets are wrong.
 
     Returns the app, so the call can be chained. Raises ``RuntimeError`` if
     the app's consumer (or, for ``table_startup_grace``, its table manager)
@@ -677,7 +744,8 @@ def apply(
         patch_aiokafka_leave_group()
 
     use_fast_drain = bool(fast_drain) and fast_drain_supported()
-    if fetch_max_wait_ms is not None or use_fast_drain:
+    exact_ends = tansu if exact_end_offsets is None else bool(exact_end_offsets)
+    if fetch_max_wait_ms is not None or use_fast_drain or exact_ends:
         wait_ms = FAUST_FETCH_MAX_WAIT_MS if fetch_max_wait_ms is None else int(fetch_max_wait_ms)
         if wait_ms < 0:
             raise ValueError("fetch_max_wait_ms must be >= 0")
@@ -685,7 +753,7 @@ def apply(
             "FetchWaitConsumer",
             (FetchWaitConsumer,),
             {"fetch_max_wait_ms": wait_ms, "fast_drain": use_fast_drain,
-             "__module__": __name__},
+             "exact_end_offsets": exact_ends, "__module__": __name__},
         )
         # Instance attribute shadows Transport.Consumer for this app only;
         # Transport.create_consumer() instantiates ``self.Consumer``.
