@@ -15,9 +15,9 @@ count).
 Durability: the changelog record of every update is handed to the producer before the event is
 acknowledged (:func:`changelog_writer`), so Faust's flush-then-commit covers it. Faust's own
 ``table[key] = value`` puts it in a buffer that a background task drains, and the flush before
-an offset commit gives up on that buffer after 0.1 s without a send: under load, offsets were
-committed whose state changes were still buffered, and a worker killed then came back with
-them missing (the killed-worker exactness test caught it).
+an offset commit gives up on that buffer after 0.1 s without a send
+(``ProducerBuffer.flush_atmost``), so under load an offset could be committed while the state
+change of its event was still buffered, and a worker killed then would come back without it.
 """
 
 from __future__ import annotations
