@@ -85,10 +85,15 @@ def register_agents(
     app: faust.App, topics: Topics, settings: Settings, materialiser: Any = None
 ) -> None:
     """Attach the pipeline's agents (``materialiser``: where feature rows go for Feast)."""
-    from app.agents import card_stage, terminal_stage
+    from app.agents import card_stage, scoring, terminal_stage
 
     card_stage.register(app, topics, settings, materialiser)
     terminal_stage.register(app, topics, settings, materialiser)
+    scoring.register(app, topics, settings)
+    if settings.drift_enabled:
+        from app.agents import drift
+
+        drift.register(app, topics, settings)
 
 
 def app_from_environment(*, agents: bool = True) -> faust.App:

@@ -254,6 +254,210 @@ class Settings(BaseSettings):
         "back from the table on demand.",
     )
 
+    # -- training and model registry (`fraudstream train`, retrain worker) -------------------
+    model_name: str = Field(
+        "fraud-lgbm", min_length=1,
+        description="Registered model name in MLflow (aliases champion and challenger).",
+    )
+    mlflow_artifact_root: Path | None = Field(
+        None, description="Where MLflow stores run artifacts and ONNX models. Unset: "
+        "<data_dir>/mlartifacts.",
+    )
+    train_window_days: int = Field(
+        7, ge=1, le=365, description="Days of transactions a model is trained on (handbook: 7).",
+    )
+    train_delay_days: int = Field(
+        7, ge=0, le=90, description="Days between the training window and the test window: "
+        "labels of the last training days are not known yet (handbook: 7).",
+    )
+    train_test_days: int = Field(7, ge=1, le=90, description="Days of the test window.")
+    lgbm_num_boost_round: int = Field(
+        2000, ge=1, description="LightGBM: most trees; early stopping on the validation period "
+        "picks the number actually used.",
+    )
+    lgbm_early_stopping_rounds: int = Field(
+        100, ge=1, description="LightGBM: stop after this many trees without a better "
+        "validation average precision.",
+    )
+    lgbm_learning_rate: float = Field(0.02, gt=0, le=1, description="LightGBM: learning rate.")
+    lgbm_num_leaves: int = Field(7, ge=2, le=4096, description="LightGBM: leaves per tree.")
+    lgbm_min_child_samples: int = Field(
+        100, ge=1, description="LightGBM: fewest training rows in a leaf."
+    )
+    lgbm_feature_fraction: float = Field(
+        0.8, gt=0, le=1, description="LightGBM: share of features drawn per tree."
+    )
+    lgbm_bagging_fraction: float = Field(
+        0.8, gt=0, le=1, description="LightGBM: share of rows drawn per tree."
+    )
+    lgbm_lambda_l2: float = Field(0.0, ge=0, description="LightGBM: L2 regularisation.")
+    lgbm_imbalance: Literal["scale_pos_weight", "is_unbalance", "none"] = Field(
+        "none", description="Class imbalance: none (the default: best validation AP, AUC and "
+        "CP@100 on the handbook data; ranking metrics need no reweighting), scale_pos_weight "
+        "(weight frauds by genuine/fraud ratio, or FRAUDSTREAM_LGBM_SCALE_POS_WEIGHT) or "
+        "is_unbalance.",
+    )
+    lgbm_scale_pos_weight: float | None = Field(
+        None, gt=0, description="Fixed fraud weight. Unset: genuine/fraud count of the training "
+        "rows.",
+    )
+    lgbm_seed: int = Field(42, description="Seed of every random source of training.")
+    lgbm_num_threads: int = Field(1, ge=1, le=256, description="LightGBM threads (results are "
+                                  "reproducible for a fixed value).")
+    alert_budget_per_day: float = Field(
+        100.0, gt=0, description="Alerts a day the fraud team can investigate: the decision "
+        "threshold is the score that would have raised that many on the days after training.",
+    )
+    alert_budget_unit: Literal["card", "transaction"] = Field(
+        "card", description="What the alert budget counts: cards (a card alerts once a day) or "
+        "transactions.",
+    )
+    gate_min_auc_roc: float = Field(
+        0.85, ge=0, le=1, description="Promotion gate: least test AUC ROC of a champion."
+    )
+    gate_min_average_precision: float = Field(
+        0.60, ge=0, le=1, description="Promotion gate: least test average precision."
+    )
+    gate_min_card_precision_at_100: float = Field(
+        0.25, ge=0, le=1, description="Promotion gate: least test card precision@100."
+    )
+    gate_compare_metric: Literal["auc_roc", "average_precision", "card_precision_at_100"] = Field(
+        "average_precision", description="Metric on which a candidate must beat the champion "
+        "(both measured on the candidate's test data).",
+    )
+    gate_min_improvement: float = Field(
+        0.01, ge=0, description="Relative margin by which it must beat it (0.01 = 1 %).",
+    )
+
+    # -- scoring (scoring agent, POST /score) ------------------------------------------------
+    score_batch_max_events: int = Field(
+        256, ge=1, le=100_000,
+        description="The scoring agent predicts micro-batches of at most this many events ...",
+    )
+    score_batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=10_000,
+        description="... or whatever came within this many ms of the first (latency first).",
+    )
+    score_intra_op_threads: int = Field(
+        1, ge=1, le=64, description="ONNX Runtime intra-op threads per loaded model (more "
+        "only pay at batches >= 256).",
+    )
+    score_mode: Literal["shadow", "split"] = Field(
+        "shadow", description="With a challenger loaded: shadow (the challenger scores every "
+        "card too, records flagged shadow=true, never decisions) or split (cards whose stable "
+        "hash falls below FRAUDSTREAM_CHALLENGER_SHARE are scored by the challenger only).",
+    )
+    challenger_share: float = Field(
+        0.1, ge=0, le=1, description="Share of cards the challenger decides for in split mode.",
+    )
+    score_threshold: float | None = Field(
+        None, ge=0, le=1, description="Fixed decision threshold (alert when score >= it). "
+        "Unset: the 'threshold' metric registered with the model version; a version without "
+        "one is refused.",
+    )
+    score_no_model: Literal["hold", "dlq", "fail_open"] = Field(
+        "hold", description="With no loadable champion: hold (stop consuming, retry the load; "
+        "nothing is lost or invented), dlq (dead-letter with reason no_model) or fail_open "
+        "(publish decision pass with score null and fail_open=true).",
+    )
+    model_poll_interval_s: float = Field(
+        15.0, ge=0, description="Check the MLflow aliases this often (besides model-updates "
+        "events); 0 = only on events and at start.",
+    )
+    score_max_feature_age_s: float = Field(
+        300.0, gt=0, description="POST /score flags card or terminal features whose Feast row "
+        "is older than this (the entity's newest transaction vs the scored one, event time).",
+    )
+
+    # -- drift detection (drift agents, `fraudstream drift report`) ---------------------------
+    drift_enabled: bool = Field(
+        False, description="Run the drift agents: River ADWIN on the champion's scores, the "
+        "selected features and the error stream; model-retrain events on detection.",
+    )
+    drift_signals: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["score", "error", "amount", "card_amount_to_mean_30d",
+                                 "terminal_risk_7d_delay7d"],
+        description="Signals watched by ADWIN: score, error (|label - score| once labels "
+        "arrive) and feature names of the spec (read from the enriched topic). JSON list or "
+        "comma-separated.",
+    )
+    drift_adwin_delta: float = Field(
+        0.002, gt=0, lt=1, description="ADWIN confidence delta: smaller, fewer false alarms "
+        "and later detection.",
+    )
+    drift_adwin_clock: int = Field(
+        32, ge=1, le=10_000, description="ADWIN checks for a change every this many values.",
+    )
+    drift_cooldown_s: float = Field(
+        86_400.0, ge=0, description="After a retrain event, further detections of the model "
+        "within this many seconds of event time are counted but emit nothing.",
+    )
+    drift_join_horizon_s: int = Field(
+        2_592_000, ge=60, description="A prediction waits this long (event time) for its "
+        "label; must exceed the label delay. Also the reach of the per-card txn_id dedup.",
+    )
+    drift_join_max_per_card: int = Field(
+        1000, ge=10, description="Cap on pending predictions, pending labels and remembered "
+        "txn ids per card in the drift join (oldest dropped first).",
+    )
+    drift_error: Literal["absolute", "log_loss"] = Field(
+        "absolute", description="Error signal: absolute (|label - score|) or log_loss.",
+    )
+
+    # -- retraining (retrain agent, `fraudstream retrain`) ------------------------------------
+    retrain_mode: Literal["agent", "cli", "off"] = Field(
+        "agent", description="Who handles model-retrain events: agent (the worker, training in "
+        "a child process), cli (`fraudstream retrain --once`, e.g. from cron) or off.",
+    )
+    retrain_auto_promote: bool = Field(
+        True, description="Promote a retrained model to champion when the gates pass (beat "
+        "the champion on the same recent test window). Off: it stays challenger.",
+    )
+    retrain_wait_days: float = Field(
+        7.0, ge=0, description="Before training, wait until features and labels have arrived "
+        "up to this many days of event time after the detection, so that the new regime is in "
+        "the training and test windows (0 = train at once on what has labels).",
+    )
+    retrain_max_wait_s: float = Field(
+        2_592_000.0, ge=0, description="Longest wall-clock wait for those labels; then it "
+        "trains on what has arrived.",
+    )
+    retrain_poll_s: float = Field(
+        60.0, gt=0, description="How often the waiting retrain checks the newest labelled "
+        "event time.",
+    )
+    retrain_history_days: int | None = Field(
+        None, ge=1, le=3650, description="Days of event time read back from the newest "
+        "labelled transaction. Unset: train + 2 x (delay + test) days (the training, test and "
+        "validation windows).",
+    )
+    retrain_executor: Literal["process", "thread"] = Field(
+        "process", description="Where the agent trains: a child process (keeps the worker's "
+        "event loop and CPU time for scoring free of the GIL) or a thread.",
+    )
+
+    @field_validator("drift_signals", mode="before")
+    @classmethod
+    def _split_drift_signals(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("drift_signals")
+    @classmethod
+    def _check_drift_signals(cls, value: list[str]) -> list[str]:
+        from features.spec import DEFAULT_SPEC
+
+        bad = [s for s in value if s not in ("score", "error") and s not in DEFAULT_SPEC.names]
+        if bad:
+            raise ValueError(f"unknown signals {bad}: use score, error or feature names")
+        return value
+
     @field_validator("currencies", mode="before")
     @classmethod
     def _split_currencies(cls, value: object) -> object:
@@ -309,6 +513,16 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Where MLflow artifacts (runs, ONNX models) go when this project creates them."""
+        return self.mlflow_artifact_root or self.data_dir / "mlartifacts"
+
+    @property
+    def training_cache_dir(self) -> Path:
+        """Cached feature frames of training sets (parquet)."""
+        return self.data_dir / "training" / "cache"
 
 
 def env_name(field: str) -> str:

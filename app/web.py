@@ -1,4 +1,5 @@
-"""Web views of the worker: ``/metrics`` (Prometheus text format) and ``/healthz``.
+"""Web views of the worker: ``/metrics`` (Prometheus text format), ``/healthz`` and
+``POST /score`` (:mod:`app.score_api`).
 
 The worker's web server binds to ``FRAUDSTREAM_WEB_BIND`` (loopback by default); Faust's own
 table, router, graph and stats views are switched off in :mod:`app.faust_app`.
@@ -23,3 +24,9 @@ def register(app: Any) -> None:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "app": app.conf.id})
+
+    settings = getattr(app, "fraudstream_settings", None)
+    if settings is not None:
+        from app import score_api
+
+        score_api.register(app, settings)  # POST /score

@@ -158,6 +158,30 @@ def run(n: int = 50_000, out_dir: Path | None = None, only: set[str] | None = No
         return Result("g. Feast push (rows/s, best batch size)", 5_000, best, 0.0,
                       {k: round(v) for k, v in rates.items()})
 
+    def scoring(key: str) -> Result:
+        from bench import scoring as sc
+
+        if key == "scoring":
+            r = sc.scoring_stage(bootstrap, n, workdir)
+            return Result("h. scoring agent alone (enriched -> predictions)", r["events"],
+                          r["events_per_s"], 0.0)
+        if key == "pipeline":
+            r = sc.pipeline(bootstrap, records, workdir)
+            return Result("i. full pipeline (validate, features, score, publish)", r["events"],
+                          r["events_per_s"], r["seconds"], {"worker_ready_s": r["worker_ready_s"]})
+        if key == "latency":
+            r = sc.latency(bootstrap, transactions(20_000, seed=11), workdir, 1_000.0)
+            return Result("j. end-to-end latency at 1,000 ev/s offered", r["events"],
+                          r["offered_per_s"], 0.0,
+                          {k: v for k, v in r.items() if k.startswith("p")})
+        if key == "naive":
+            r = sc.naive()
+            return Result("k. naive per event (Feast push+read, 1-row predict)", r["events"],
+                          r["events_per_s"], 0.0, {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]})
+        r = sc.score_api(bootstrap, workdir)
+        return Result("l. POST /score (sequential requests/s)", r["ok"],
+                      1000 / r["p50_ms"], 0.0, {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]})
+
     try:
         steps: list[tuple[str, Callable[[], Result]]] = [
             ("raw", lambda: raw_passthrough(bootstrap, records)),
@@ -172,6 +196,8 @@ def run(n: int = 50_000, out_dir: Path | None = None, only: set[str] | None = No
             ("features", features_run),
             ("cards", cards_100k),
             ("feast", feast),
+            *[(key, lambda key=key: scoring(key))
+              for key in ("scoring", "pipeline", "latency", "naive", "score-api")],
         ]
         for key, step in steps:
             if only and key not in only:

@@ -11,4 +11,7 @@ Modules (import what you need; nothing is imported here, so ``import training`` 
 - :mod:`training.registry` — MLflow 3 registry (champion / challenger / rollback).
 - :mod:`training.report` — Markdown + PNG evaluation report.
 - :mod:`training.toydata` — a tiny seeded frame for tests and demos.
+- :mod:`training.dataset` — training sets (simulator or parquet), cached feature frames.
+- :mod:`training.pipeline` — train → evaluate → export → register → promote (CLI, retrain).
+- :mod:`training.events` — publish ``model-updates`` events to Kafka.
 """

@@ -40,6 +40,13 @@ from features.spec import DEFAULT_SPEC
 log = logging.getLogger(__name__)
 
 
+def source_ts_ms(message: Any) -> int | None:
+    """Kafka timestamp (epoch ms) of the transaction record; it travels to the enriched record
+    as ``source_ts_ms`` so that scoring measures end-to-end latency from it."""
+    ts = getattr(message, "timestamp", None)
+    return int(ts * 1000) if isinstance(ts, int | float) and ts > 0 else None
+
+
 def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = None) -> Any:
     """Attach the ingest agent and its ``card-state`` table to ``app``."""
     rules = Rules.from_settings(settings)
@@ -69,7 +76,8 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
             if materialiser is not None:
                 materialiser.update("card", card, card_features, txn["ts"])
         await send(topics.validated, result.terminal_id.encode(),
-                   json.dumps({"txn": txn, "card": card_features}).encode())
+                   json.dumps({"txn": txn, "card": card_features,
+                               "source_ts_ms": source_ts_ms(message)}).encode())
         TRANSACTIONS_VALID.inc()
         STAGE_EVENTS.labels("card").inc()
 

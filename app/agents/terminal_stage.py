@@ -43,13 +43,20 @@ from features.txn import transaction_features
 log = logging.getLogger(__name__)
 
 
-def enriched_record(txn: dict[str, Any], features: dict[str, float], version: str) -> bytes:
-    """The ``transactions-enriched`` value: the transaction, its features, the spec version.
+def enriched_record(txn: dict[str, Any], features: dict[str, float], version: str,
+                    source_ts_ms: int | None = None) -> bytes:
+    """The ``transactions-enriched`` value: the transaction, its features, the spec version,
+    and (when known) ``source_ts_ms``, the Kafka timestamp of the original transaction record.
 
     >>> enriched_record({"txn_id": "t1"}, {"amount": 3.0}, "abc")
     b'{"txn_id": "t1", "features": {"amount": 3.0}, "feature_spec_version": "abc"}'
+    >>> enriched_record({"txn_id": "t1"}, {}, "abc", 17)[-19:]
+    b'"source_ts_ms": 17}'
     """
-    return json.dumps({**txn, "features": features, "feature_spec_version": version}).encode()
+    value = {**txn, "features": features, "feature_spec_version": version}
+    if source_ts_ms is not None:
+        value["source_ts_ms"] = source_ts_ms
+    return json.dumps(value).encode()
 
 
 def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = None) -> None:
@@ -99,7 +106,7 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
         merged = {**transaction_features(txn, spec), **payload["card"], **terminal_features}
         features = {name: merged[name] for name in names}
         await send(topics.enriched, txn["card_id"].encode(),
-                   enriched_record(txn, features, spec.version))
+                   enriched_record(txn, features, spec.version, payload.get("source_ts_ms")))
         STAGE_EVENTS.labels("terminal").inc()
 
     @app.agent(topics.labels, name="label-router")

@@ -10,7 +10,8 @@ import click
 @click.command()
 @click.option("--events", "-n", default=50_000, show_default=True, help="Events per benchmark.")
 @click.option("--only", multiple=True,
-              help="Run only these: raw, faust, faust-batch, ingest, features, cards, feast.")
+              help="Run only these: raw, faust, faust-batch, ingest, features, cards, feast, "
+              "scoring, pipeline, latency, naive, score-api.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the JSON results (default: <data_dir>/bench).")
 def command(events: int, only: tuple[str, ...], out: Path | None) -> None:

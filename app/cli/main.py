@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("app.cli.replay", "Replay a recorded transactions file into the pipeline."),
     "features": ("app.cli.features", "Register the Feast features (feast apply), read them."),
     "bench": ("app.cli.bench", "Run the benchmarks and print their table."),
+    "predictions": ("app.cli.predictions", "Follow the scores and decisions (ml-predictions)."),
+    "train": ("app.cli.train", "Train, evaluate, export (ONNX) and register a fraud model."),
+    "models": ("app.cli.models", "List, show, promote or roll back registered models."),
+    "drift": ("app.cli.drift", "Drift report: PSI and KS per feature against the training data."),
 }
 
 

@@ -1,0 +1,153 @@
+"""The scoring agent in a real worker on a real broker, with real models in an MLflow registry.
+
+Enriched records in, ``ml-predictions`` out: every score equals the ONNX model's on the same
+features; shadow challenger records; a hot swap while traffic flows (no event lost or scored
+twice per variant, every prediction carries the version whose scores it has); with no model
+at first, events are held (nothing published) until a champion appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.cli.predictions import keep, tail
+from features.spec import DEFAULT_SPEC
+from infra.kafka_io import consume, produce
+from tests.support import models
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def exported():
+    return {"v1": models.train(seed=1, rounds=30), "v2": models.train(seed=2, rounds=45)}
+
+
+def _expected(exported, n):
+    matrix = models.traffic().features[DEFAULT_SPEC.names].to_numpy()[:n]
+    ids = models.traffic().txns["txn_id"].tolist()[:n]
+    return {key: dict(zip(ids, models.scores(model, matrix).tolist(), strict=True))
+            for key, model in exported.items()}
+
+
+def _env(**extra):
+    return {"FRAUDSTREAM_MODEL_NAME": models.MODEL_NAME, **extra}
+
+
+def _publish_update(bootstrap, topic, event):
+    produce(bootstrap, topic, [(models.MODEL_NAME.encode(), json.dumps(event).encode())])
+
+
+def test_enriched_to_predictions_with_the_models_scores(workers, kafka_bootstrap, exported):
+    registry = models.registry(workers.tmp / "data")
+    models.register(registry, exported["v1"], threshold=0.3, champion=True)
+    models.register(registry, exported["v2"], threshold=0.4, alias="challenger")
+    worker = workers.start(**_env(FRAUDSTREAM_SCORE_MODE="shadow"))
+    records = models.traffic().enriched(limit=600)
+    bad = json.loads(records[0][1])
+    bad["features"].pop("amount")
+    produce(kafka_bootstrap, workers.topic("enriched"),
+            records + [(b"card-x", json.dumps(bad).encode())])
+
+    out = consume(kafka_bootstrap, workers.topic("predictions"), expected=1200, timeout=60)
+    dead = consume(kafka_bootstrap, workers.topic("dlq"), expected=1, timeout=20)
+    expected = _expected(exported, 600)
+    assert len(out) == 1200
+    seen = set()
+    for rec in out:
+        value = json.loads(rec.value)
+        variant = value["variant"]
+        seen.add((value["txn_id"], variant))
+        model = "v1" if variant == "champion" else "v2"
+        assert value["model_version"] == (1 if model == "v1" else 2)
+        assert value["shadow"] is (variant == "challenger")
+        assert value["score"] == expected[model][value["txn_id"]]
+        assert value["decision"] == ("alert" if value["score"] >= value["threshold"] else "pass")
+        assert rec.key == value["card_id"].encode()
+        assert 0 <= value["latency_ms"] < 60_000
+    assert len(seen) == 1200
+    assert [d.headers["reason"] for d in dead] == [b"feature_mismatch"]
+    metrics = worker.metrics()
+    alerts = sum(1 for r in out if json.loads(r.value)["decision"] == "alert"
+                 and json.loads(r.value)["variant"] == "champion")
+    assert (f'fraudstream_predictions_total{{decision="alert",variant="champion",version="1"}} '
+            f"{float(alerts)}") in metrics
+    sha = exported["v2"].sha256[:12]
+    assert ('fraudstream_model_info{alias="challenger",model_name="fraud-test",'
+            f'sha256="{sha}",version="2"}} 1.0') in metrics
+    assert "fraudstream_end_to_end_latency_seconds_count 600.0" in metrics
+
+    # what `fraudstream predictions tail --fraud-only --card C --from-beginning` shows
+    card = json.loads(records[0][1])["card_id"]
+    shown: list[dict] = []
+    count = asyncio.run(tail(
+        kafka_bootstrap, workers.topic("predictions"), {}, from_beginning=True,
+        max_records=None, idle_s=2.0, emit=lambda rec, raw: shown.append(rec),
+        accept=lambda rec: keep(rec, fraud_only=False, card=card, include_shadow=False)))
+    assert count == len(shown) == sum(1 for _, v in records if json.loads(v)["card_id"] == card)
+    assert {(r["card_id"], r["shadow"]) for r in shown} == {(card, False)}
+    alerts_only = asyncio.run(tail(
+        kafka_bootstrap, workers.topic("predictions"), {}, from_beginning=True,
+        max_records=3, idle_s=2.0, emit=lambda rec, raw: None,
+        accept=lambda rec: keep(rec, fraud_only=True, card=None, include_shadow=True)))
+    assert alerts_only == min(3, sum(json.loads(r.value)["decision"] == "alert" for r in out))
+
+
+def test_hold_without_model_then_hot_swap_mid_stream(workers, kafka_bootstrap, exported):
+    registry = models.registry(workers.tmp / "data")
+    worker = workers.start(**_env(FRAUDSTREAM_MODEL_POLL_INTERVAL_S="0"))
+    records = models.traffic().enriched(limit=2000)
+    topic = workers.topic("enriched")
+    updates = workers.topic("model_updates")
+
+    # 1. no model: events are held, nothing is published, the log says why
+    produce(kafka_bootstrap, topic, records[:200])
+    early = consume(kafka_bootstrap, workers.topic("predictions"), expected=1, timeout=4)
+    assert early == []
+    deadline = time.monotonic() + 10
+    while "NO LOADABLE MODEL" not in worker.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "NO LOADABLE MODEL" in worker.log_text()
+
+    # 2. a champion appears: the held events are scored by it
+    _publish_update(kafka_bootstrap, updates,
+                    models.register(registry, exported["v1"], champion=True))
+    first = consume(kafka_bootstrap, workers.topic("predictions"), expected=200, timeout=30)
+    assert {json.loads(r.value)["model_version"] for r in first} == {1}
+
+    # 3. traffic flows (~300 ev/s) while v2 is promoted and announced
+    def stream() -> None:
+        for i in range(200, 2000, 30):
+            produce(kafka_bootstrap, topic, records[i:i + 30])
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    time.sleep(1.5)
+    _publish_update(kafka_bootstrap, updates,
+                    models.register(registry, exported["v2"], champion=True))
+    sender.join()
+
+    out = consume(kafka_bootstrap, workers.topic("predictions"), expected=2000, timeout=60,
+                  settle=2.0)
+    expected = _expected(exported, 2000)
+    ids = [json.loads(r.value)["txn_id"] for r in out]
+    assert len(ids) == 2000 and len(set(ids)) == 2000, "each event scored exactly once"
+    versions = {1: 0, 2: 0}
+    last_version: dict[int, int] = {}
+    for rec in sorted(out, key=lambda r: (r.partition, r.offset)):
+        value = json.loads(rec.value)
+        version = value["model_version"]
+        versions[version] += 1
+        assert value["score"] == expected[f"v{version}"][value["txn_id"]], "version != scores"
+        assert version >= last_version.get(rec.partition, 1), "went back to v1 after the swap"
+        last_version[rec.partition] = version
+    assert versions[1] >= 200 and versions[2] > 0, versions
+    assert not np.isclose(expected["v1"][ids[-1]], expected["v2"][ids[-1]])
+    assert "champion: v2 loaded" in worker.log_text()
