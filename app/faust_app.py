@@ -89,11 +89,16 @@ def register_agents(
 
     card_stage.register(app, topics, settings, materialiser)
     terminal_stage.register(app, topics, settings, materialiser)
-    scoring.register(app, topics, settings)
+    if settings.scoring_enabled:
+        scoring.register(app, topics, settings)
     if settings.drift_enabled:
         from app.agents import drift
 
         drift.register(app, topics, settings)
+    if settings.retrain_mode == "agent":
+        from app.agents import retrain
+
+        retrain.register(app, topics, settings)
 
 
 def app_from_environment(*, agents: bool = True) -> faust.App:

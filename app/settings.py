@@ -330,6 +330,10 @@ class Settings(BaseSettings):
     )
 
     # -- scoring (scoring agent, POST /score) ------------------------------------------------
+    scoring_enabled: bool = Field(
+        True, description="Run the scoring agent in this worker (false: a features-only "
+        "worker, e.g. to scale the stages apart or to benchmark them alone).",
+    )
     score_batch_max_events: int = Field(
         256, ge=1, le=100_000,
         description="The scoring agent predicts micro-batches of at most this many events ...",

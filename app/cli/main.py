@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predictions": ("app.cli.predictions", "Follow the scores and decisions (ml-predictions)."),
     "train": ("app.cli.train", "Train, evaluate, export (ONNX) and register a fraud model."),
     "models": ("app.cli.models", "List, show, promote or roll back registered models."),
+    "retrain": ("app.cli.retrain", "Retrain from the feature log: pending drift events or now."),
     "drift": ("app.cli.drift", "Drift report: PSI and KS per feature against the training data."),
 }
 

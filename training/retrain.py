@@ -1,0 +1,360 @@
+"""The retrain worker: a ``model-retrain`` event in, a challenger (maybe a champion) out.
+
+Pure orchestration, no Faust: the retrain agent (:mod:`app.agents.retrain`) and ``fraudstream
+retrain`` both call :func:`run_retrain`. For one event:
+
+1. **Idempotency**: the event's ``idempotency_key`` is looked up in the registered model's tags
+   (``retrain.<key>``, with the outcome as JSON). A key already there is skipped, so a
+   redelivered event (at-least-once upstream) retrains nothing twice, on any worker.
+2. **Staleness**: an event about another version than the current champion (the drift of a
+   model that has been replaced since) is skipped and recorded.
+3. **Wait for labels**: until the newest labelled and the newest enriched event times reach
+   the detection + ``retrain_wait_days`` (checked every ``retrain_poll_s``, at most
+   ``retrain_max_wait_s``), so that the new regime is in the training and test windows.
+4. **Training set**: the pipeline's own feature log (``transactions-enriched``, the features
+   exactly as served) joined with ``transaction-labels`` by ``txn_id``, over the
+   ``retrain_history_days`` of event time before the newest labelled transaction
+   (:mod:`training.feature_log`).
+5. **Train, evaluate, register, gate**: :func:`training.pipeline.train_and_register` on the
+   latest window that fits: the champion is scored on the same recent test rows; the new
+   version is registered as challenger and promoted only when the gates pass and
+   ``retrain_auto_promote`` is on; ``model-updates`` events go out (the scorers swap).
+6. **Record** the outcome under the key (and the key on the new model version).
+
+A failed retrain (no usable data, a parity failure) is recorded too, so a poison event does not
+retrain forever; ``fraudstream retrain --now`` forces a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+TAG_PREFIX = "retrain."
+Echo = Callable[[str], None]
+
+
+class BadRetrainEvent(ValueError):
+    """A ``model-retrain`` record that cannot be acted on (the message says why)."""
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """What to retrain and why: from a ``model-retrain`` record or made by hand (``--now``)."""
+
+    model_name: str
+    idempotency_key: str
+    model_version: str | None = None
+    event_ts: int | None = None
+    signal: str | None = None
+    detector: str | None = None
+    forced: bool = False
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> RetrainRequest:
+        """Validate a ``model-retrain`` record.
+
+        >>> r = RetrainRequest.from_record({"model_name": "m", "model_version": "3",
+        ...     "event_ts": 5, "signal": "error", "idempotency_key": "k1"})
+        >>> r.model_version, r.event_ts, r.forced
+        ('3', 5, False)
+        >>> RetrainRequest.from_record({"model_name": "m"})
+        Traceback (most recent call last):
+        ...
+        training.retrain.BadRetrainEvent: model-retrain record without idempotency_key
+        """
+        key, name = rec.get("idempotency_key"), rec.get("model_name")
+        if not isinstance(name, str) or not name:
+            raise BadRetrainEvent("model-retrain record without model_name")
+        if not isinstance(key, str) or not key:
+            raise BadRetrainEvent("model-retrain record without idempotency_key")
+        ts = rec.get("event_ts")
+        if ts is not None and (not isinstance(ts, int | float) or isinstance(ts, bool)):
+            raise BadRetrainEvent(f"model-retrain record with event_ts {ts!r}")
+        version = rec.get("model_version")
+        return cls(model_name=name, idempotency_key=key,
+                   model_version=None if version in (None, "") else str(version),
+                   event_ts=None if ts is None else int(ts), signal=rec.get("signal"),
+                   detector=rec.get("detector"))
+
+    @classmethod
+    def manual(cls, model_name: str) -> RetrainRequest:
+        """A forced retrain (no staleness check, no wait), with a fresh key."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return cls(model_name=model_name, idempotency_key=f"manual-{stamp}-{uuid.uuid4().hex[:6]}",
+                   forced=True)
+
+
+@dataclass
+class RetrainOutcome:
+    """What one retrain event led to (``status``: trained, duplicate, stale, failed)."""
+
+    key: str
+    status: str
+    detail: str = ""
+    version: int | None = None
+    promoted: bool = False
+    refused: list[str] = field(default_factory=list)
+    champion_before: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    window: dict[str, object] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for logs and the CLI.
+
+        >>> RetrainOutcome("k", "trained", version=4, promoted=True, champion_before=3).summary()
+        'retrain k: trained v4, promoted to champion (was v3)'
+        >>> RetrainOutcome("k", "stale", "event about v2, champion is v3").summary()
+        'retrain k: stale (event about v2, champion is v3)'
+        """
+        if self.status != "trained":
+            return f"retrain {self.key}: {self.status} ({self.detail})"
+        what = (f"promoted to champion (was v{self.champion_before})" if self.promoted
+                else "not promoted: " + "; ".join(self.refused or ["auto-promotion off"]))
+        return f"retrain {self.key}: trained v{self.version}, {what}"
+
+    def record(self) -> dict[str, object]:
+        """The compact JSON stored under the key in the registry."""
+        keep = ("status", "detail", "version", "promoted", "champion_before")
+        return {**{k: v for k, v in asdict(self).items() if k in keep},
+                "at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+# -- idempotency store: tags of the registered model -----------------------------------------
+
+
+class HandledKeys:
+    """Handled retrain keys as registered-model tags ``retrain.<key>`` (shared by all workers)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.registry.client.get_registered_model(self.registry.model_name).tags
+        except MlflowException:
+            return None
+        raw = tags.get(TAG_PREFIX + key)
+        return None if raw is None else json.loads(raw)
+
+    def put(self, key: str, outcome: RetrainOutcome) -> None:
+        self.registry._ensure_registered_model()
+        self.registry.client.set_registered_model_tag(
+            self.registry.model_name, TAG_PREFIX + key, json.dumps(outcome.record()))
+        if outcome.version is not None:
+            self.registry.client.set_model_version_tag(
+                self.registry.model_name, str(outcome.version), "retrain.idempotency_key", key)
+
+
+def open_registry(settings: Settings) -> Any:
+    """The configured model registry with the configured gates."""
+    from training.pipeline import promotion_gates
+    from training.registry import ModelRegistry
+
+    return ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
+                         model_name=settings.model_name, gates=promotion_gates(settings))
+
+
+def champion_version(registry: Any) -> int | None:
+    from training.registry import CHAMPION, RegistryError
+
+    try:
+        return int(registry.get_version(CHAMPION, verify=False).version)
+    except RegistryError:
+        return None
+
+
+# -- the data ----------------------------------------------------------------------------------
+
+
+def history_days(settings: Settings) -> int:
+    """Days of event time a retrain reads back (the windows of the handbook split, twice for
+    the validation split before the training window).
+
+    >>> from app.settings import load_settings
+    >>> history_days(load_settings())
+    35
+    >>> history_days(load_settings(retrain_history_days=10))
+    10
+    """
+    if settings.retrain_history_days:
+        return settings.retrain_history_days
+    return (settings.train_window_days
+            + 2 * (settings.train_delay_days + settings.train_test_days))
+
+
+@dataclass
+class Watermarks:
+    labels: int | None
+    enriched: int | None
+
+    def reached(self, need: int) -> bool:
+        return (self.labels is not None and self.enriched is not None
+                and self.labels >= need and self.enriched >= need)
+
+
+def watermarks(settings: Settings, bootstrap: str, client_kwargs: Mapping[str, Any]
+               ) -> Watermarks:
+    from training.feature_log import watermark
+
+    return Watermarks(watermark(bootstrap, settings.topic_labels, client_kwargs),
+                      watermark(bootstrap, settings.topic_enriched, client_kwargs))
+
+
+def wait_for_labels(need_ts: int, settings: Settings, bootstrap: str,
+                    client_kwargs: Mapping[str, Any], say: Echo,
+                    sleep: Callable[[float], None] = time.sleep) -> Watermarks:
+    """Poll the watermarks until both reach ``need_ts`` or ``retrain_max_wait_s`` passes."""
+    deadline = time.monotonic() + settings.retrain_max_wait_s
+    marks = watermarks(settings, bootstrap, client_kwargs)
+    announced = False
+    while not marks.reached(need_ts) and time.monotonic() < deadline:
+        if not announced:
+            say(f"waiting for labels and features up to {_iso(need_ts)} (labels at "
+                f"{_iso(marks.labels)}, features at {_iso(marks.enriched)})")
+            announced = True
+        sleep(min(settings.retrain_poll_s, max(0.0, deadline - time.monotonic())))
+        marks = watermarks(settings, bootstrap, client_kwargs)
+    if not marks.reached(need_ts):
+        say(f"gave up waiting after {settings.retrain_max_wait_s:.0f} s: training on what has "
+            f"arrived (labels at {_iso(marks.labels)})")
+    return marks
+
+
+def _iso(ts: int | None) -> str:
+    if ts is None:
+        return "none"
+    return datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="minutes")
+
+
+def recent_training_set(settings: Settings, bootstrap: str, client_kwargs: Mapping[str, Any],
+                        until_ts: int | None, say: Echo) -> Any:
+    """The feature log ⋈ labels over the last :func:`history_days` before ``until_ts``."""
+    from training.feature_log import read_topic, training_frame
+
+    since = None if until_ts is None else until_ts - history_days(settings) * DAY_MS
+    labels = read_topic(bootstrap, settings.topic_labels, client_kwargs, since_ts=since)
+    enriched = read_topic(bootstrap, settings.topic_enriched, client_kwargs, since_ts=since)
+    say(f"read {enriched.read:,} enriched and {labels.read:,} label records in "
+        f"{enriched.seconds + labels.seconds:.1f} s ({len(enriched.records):,} and "
+        f"{len(labels.records):,} since {_iso(since)})")
+    return training_frame(enriched.records, labels.records, source={
+        "source": "kafka feature log", "enriched_topic": settings.topic_enriched,
+        "labels_topic": settings.topic_labels, "since": _iso(since),
+        "malformed": enriched.malformed + labels.malformed})
+
+
+# -- the whole thing -----------------------------------------------------------------------------
+
+
+def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = True,
+                echo: Echo | None = None, bootstrap: str | None = None) -> RetrainOutcome:
+    """Handle one retrain request end to end (see the module docstring). Never raises for a
+    retrain that cannot be done: the outcome says why, and it is recorded under the key."""
+    from app.kafka_auth import aiokafka_kwargs
+    from infra.endpoints import kafka_bootstrap
+    from training.onnx_export import ParityError
+    from training.pipeline import train_and_register
+
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        (echo or log.info)(line)
+
+    began = time.perf_counter()
+    key = request.idempotency_key
+    registry = open_registry(settings)
+    handled = HandledKeys(registry)
+    seen = handled.get(key)
+    if seen is not None:
+        return RetrainOutcome(key, "duplicate", f"already handled at {seen.get('at')}: "
+                              f"{seen.get('status')}", lines=lines)
+    if request.model_name != settings.model_name:
+        outcome = RetrainOutcome(key, "failed", f"event about model {request.model_name!r}, "
+                                 f"this worker trains {settings.model_name!r}")
+        return _finish(handled, outcome, lines)
+    champion = champion_version(registry)
+    if _stale(request, champion):
+        outcome = RetrainOutcome(key, "stale", f"event about v{request.model_version}, the "
+                                 f"champion is v{champion} now", champion_before=champion)
+        return _finish(handled, outcome, lines)
+
+    bootstrap = bootstrap or kafka_bootstrap(settings)
+    client_kwargs = aiokafka_kwargs(settings)
+    seconds: dict[str, float] = {}
+    if wait and request.event_ts is not None and settings.retrain_wait_days > 0:
+        need = request.event_ts + int(settings.retrain_wait_days * DAY_MS)
+        marks = wait_for_labels(need, settings, bootstrap, client_kwargs, say)
+    else:
+        marks = watermarks(settings, bootstrap, client_kwargs)
+    seconds["wait"] = round(time.perf_counter() - began, 2)
+    champion = champion_version(registry)  # it may have changed while waiting
+    if _stale(request, champion):
+        outcome = RetrainOutcome(key, "stale", f"event about v{request.model_version}, the "
+                                 f"champion became v{champion} while waiting",
+                                 champion_before=champion, seconds=seconds)
+        return _finish(handled, outcome, lines)
+
+    data = recent_training_set(settings, bootstrap, client_kwargs, marks.labels, say)
+    data.source.update({"trigger": key, "signal": request.signal or "manual",
+                        "detected_at": _iso(request.event_ts)})
+    say(f"training set: {len(data):,} labelled transactions, "
+        f"{int(data.frame['is_fraud'].sum()) if len(data) else 0:,} frauds "
+        f"({data.source['unlabelled']:,} without a label yet)")
+    seconds["read"] = round(time.perf_counter() - began - seconds["wait"], 2)
+    report_dir = settings.data_dir / "training" / "reports" / f"retrain-{key[:16]}"
+    try:
+        result = train_and_register(data, settings, promote=settings.retrain_auto_promote,
+                                    publish=True, echo=say, report_dir=report_dir)
+    except (ValueError, ParityError) as exc:
+        outcome = RetrainOutcome(key, "failed", f"{type(exc).__name__}: {exc}",
+                                 champion_before=champion, seconds=seconds)
+        return _finish(handled, outcome, lines)
+    for line in result.lines():
+        say(line)
+    refused = list(result.refused)
+    if not settings.retrain_auto_promote and result.version is not None:
+        refused = ["auto-promotion off (FRAUDSTREAM_RETRAIN_AUTO_PROMOTE=false)"]
+    seconds.update(result.timings)
+    seconds["total"] = round(time.perf_counter() - began, 2)
+    outcome = RetrainOutcome(
+        key, "trained", version=result.version, promoted=result.promoted, refused=refused,
+        champion_before=result.champion_before, metrics=dict(result.metrics),
+        champion_metrics=dict(result.champion_metrics or {}),
+        window={**result.split, "rows": len(data)}, seconds=seconds)
+    return _finish(handled, outcome, lines)
+
+
+def _stale(request: RetrainRequest, champion: int | None) -> bool:
+    return (not request.forced and request.model_version is not None and champion is not None
+            and request.model_version != str(champion))
+
+
+def _finish(handled: HandledKeys, outcome: RetrainOutcome, lines: list[str]) -> RetrainOutcome:
+    handled.put(outcome.key, outcome)
+    outcome.lines = lines + [outcome.summary()]
+    log.info("%s", outcome.summary())
+    return outcome
+
+
+def handle_record(record: Mapping[str, Any], settings: Settings, wait: bool = True
+                  ) -> RetrainOutcome:
+    """:func:`run_retrain` for a raw ``model-retrain`` record (what the agent's child runs)."""
+    return run_retrain(RetrainRequest.from_record(record), settings, wait=wait)
