@@ -136,18 +136,21 @@ def run(n: int = 50_000, out_dir: Path | None = None, only: set[str] | None = No
         bootstrap = f"{broker.host}:{broker.port}"
     env = {"FRAUDSTREAM_STORE": "memory://", "FRAUDSTREAM_LOG_LEVEL": "WARNING",
            "FRAUDSTREAM_FEAST_ENABLED": "false"}
+    # the passthrough and feature-stage runs measure those stages alone (bench/scoring.py
+    # starts its own workers with a model for the scoring and full-pipeline runs)
+    stages_env = {**env, "FRAUDSTREAM_SCORING_ENABLED": "false"}
     records = transactions(n)
     results: list[Result] = []
 
     def features_run() -> Result:
         sim = simulated(n_cards=5_000, days=max(1, n // 9_500))
         return worker_run("e. feature stages (ingest + terminal -> enriched)", "app", bootstrap,
-                          sim, "enriched", len(sim), workdir, env)
+                          sim, "enriched", len(sim), workdir, stages_env)
 
     def cards_100k() -> Result:
         sim = simulated(n_cards=100_000, days=1)
         return worker_run("f. feature stages, 100,000 cards", "app", bootstrap, sim,
-                          "enriched", len(sim), workdir, env, measure_state=True)
+                          "enriched", len(sim), workdir, stages_env, measure_state=True)
 
     def feast() -> Result:
         from bench.feast_push import run as feast_run
@@ -192,7 +195,7 @@ def run(n: int = 50_000, out_dir: Path | None = None, only: set[str] | None = No
                                                "bench.faust_batch_passthrough", bootstrap,
                                                records, "validated", n, workdir, env)),
             ("ingest", lambda: worker_run("d. ingest: validation + card features", "app",
-                                          bootstrap, records, "validated", n, workdir, env)),
+                                          bootstrap, records, "validated", n, workdir, stages_env)),
             ("features", features_run),
             ("cards", cards_100k),
             ("feast", feast),

@@ -41,6 +41,7 @@ def test_score_reads_feast_and_flags_stale_features(workers, kafka_bootstrap, re
                            FRAUDSTREAM_FEAST_OFFLINE="false",
                            FRAUDSTREAM_FEAST_PUSH_PROCESS="false",
                            FRAUDSTREAM_MODEL_NAME=models.MODEL_NAME,
+                           FRAUDSTREAM_SCORING_ENABLED="true",
                            FRAUDSTREAM_SCORE_MAX_FEATURE_AGE_S="300")
     from simulator import simulate
 

@@ -37,7 +37,8 @@ def _expected(exported, n):
 
 
 def _env(**extra):
-    return {"FRAUDSTREAM_MODEL_NAME": models.MODEL_NAME, **extra}
+    return {"FRAUDSTREAM_MODEL_NAME": models.MODEL_NAME, "FRAUDSTREAM_SCORING_ENABLED": "true",
+            **extra}
 
 
 def _publish_update(bootstrap, topic, event):

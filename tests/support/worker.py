@@ -23,8 +23,10 @@ class WorkerFactory:
         return topic_name(role, self.unique)
 
     def env(self, **extra: str) -> dict[str, str]:
+        # Scoring and retraining are off unless a test asks for them (they need a model).
         defaults = {"FRAUDSTREAM_STORE": "memory://", "FRAUDSTREAM_TOPIC_PARTITIONS": "3",
-                    "FRAUDSTREAM_FEAST_ENABLED": "false"}
+                    "FRAUDSTREAM_FEAST_ENABLED": "false", "FRAUDSTREAM_SCORING_ENABLED": "false",
+                    "FRAUDSTREAM_RETRAIN_MODE": "off"}
         return isolated_env(self.bootstrap, self.tmp / "data", self.unique, **(defaults | extra))
 
     def start(self, wait: bool = True, **extra: str) -> Worker:
