@@ -440,18 +440,6 @@ class Settings(BaseSettings):
         "event loop and CPU time for scoring free of the GIL) or a thread.",
     )
 
-    @field_validator("drift_signals", mode="before")
-    @classmethod
-    def _split_drift_signals(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
-
     @field_validator("drift_signals")
     @classmethod
     def _check_drift_signals(cls, value: list[str]) -> list[str]:
@@ -462,9 +450,10 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown signals {bad}: use score, error or feature names")
         return value
 
-    @field_validator("currencies", mode="before")
+    @field_validator("currencies", "drift_signals", mode="before")
     @classmethod
-    def _split_currencies(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
+        """A list from the environment: JSON (``["a", "b"]``) or comma-separated (``a,b``)."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
