@@ -14,7 +14,9 @@
 With no loadable champion (``FRAUDSTREAM_SCORE_NO_MODEL``): ``hold`` (default) keeps the batch,
 logs an error naming the model, alias and registry, and retries the load every few seconds;
 the events are not acknowledged, so their offsets are not committed and nothing is lost or
-scored by an invented model. Faust lets go of a partition (stop, rebalance) only once every
+scored by an invented model. While holding, the worker stops fetching
+``transactions-enriched`` (so the other agents, which share Faust's one delivery loop, keep
+running) and re-reads from the last delivered offset when it resumes. Faust lets go of a partition (stop, rebalance) only once every
 taken event is acknowledged, so if that happens while holding, the held batch is dead-lettered
 with reason ``no_model`` (original bytes, replayable) instead of blocking the stop. ``dlq``
 dead-letters them with reason ``no_model``; ``fail_open`` publishes an explicit record
@@ -105,11 +107,38 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
     def leaving() -> bool:
         return bool(app.should_stop or getattr(app, "rebalancing", False))
 
+    enriched_topic = topics.enriched.get_topic_name()
+
+    def pause_input() -> set[Any]:
+        """Stop fetching ``transactions-enriched`` while holding.
+
+        Faust delivers every topic from one loop, which waits when a stream's buffer is full:
+        a scoring agent that holds its events would stall the feature stages and every other
+        agent of the worker. Paused, only scoring waits.
+        """
+        consumer = app.consumer
+        paused = {tp for tp in consumer.assignment() if tp.topic == enriched_topic}
+        consumer.pause_partitions(paused)
+        return paused
+
+    async def resume_input(paused: set[Any]) -> None:
+        """Resume, re-reading from the last delivered offset: records that Faust fetched but
+        dropped because their partition was paused are fetched again, none is skipped."""
+        consumer = app.consumer
+        paused &= set(consumer.assignment())
+        read = consumer._read_offset
+        for tp in paused:
+            last = read.get(tp)
+            if last is not None:
+                await consumer.seek(tp, last + 1)
+        consumer.resume_partitions(paused)
+
     async def wait_for_champion(n_events: int) -> bool:
         """``hold``: keep the batch until a champion loads (True), or until the worker stops
         or its partitions are revoked (False: Faust waits for every taken event to be
         acknowledged before it lets go of a partition)."""
         SCORING_HELD.set(n_events)
+        paused = pause_input()
         warned = False
         retry = min(HOLD_RETRY_S, settings.model_poll_interval_s or HOLD_RETRY_S)
         try:
@@ -129,6 +158,8 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
             return False
         finally:
             SCORING_HELD.set(0)
+            if not app.should_stop:
+                await resume_input(paused)
 
     async def without_model(events: list[Any]) -> None:
         if settings.score_no_model == "dlq":

@@ -152,3 +152,36 @@ def test_hold_without_model_then_hot_swap_mid_stream(workers, kafka_bootstrap, e
     assert versions[1] >= 200 and versions[2] > 0, versions
     assert not np.isclose(expected["v1"][ids[-1]], expected["v2"][ids[-1]])
     assert "champion: v2 loaded" in worker.log_text()
+
+
+def test_holding_without_model_pauses_only_scoring(workers, kafka_bootstrap, exported):
+    """More held events than a stream buffer (4,096) holds: the other agents keep going, and
+    once a model loads every held event is scored exactly once (none dropped by the pause)."""
+    from tests.bad_inputs import dumps, valid
+
+    registry = models.registry(workers.tmp / "data")
+    worker = workers.start(**_env(FRAUDSTREAM_MODEL_POLL_INTERVAL_S="0"))
+    base = models.traffic().enriched(limit=2000)
+    held = [(key, value.replace(b'"txn_id": "', b'"txn_id": "r%d-' % round_, 1))
+            for round_ in range(3) for key, value in base]
+    produce(kafka_bootstrap, workers.topic("enriched"), held)
+    deadline = time.monotonic() + 30
+    while "NO LOADABLE MODEL" not in worker.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "NO LOADABLE MODEL" in worker.log_text()
+
+    # the feature stages still run while scoring holds 6,000 events
+    raw = [(f"card-{i}".encode(), dumps(valid(txn_id=f"live-{i}", card_id=f"card-{i}")))
+           for i in range(30)]
+    produce(kafka_bootstrap, workers.topic("transactions"), raw)
+    enriched = consume(kafka_bootstrap, workers.topic("enriched"), expected=len(held) + 30,
+                       timeout=60)
+    assert {json.loads(r.value)["txn_id"] for r in enriched} >= {f"live-{i}" for i in range(30)}
+    assert consume(kafka_bootstrap, workers.topic("predictions"), expected=1, timeout=2) == []
+
+    _publish_update(kafka_bootstrap, workers.topic("model_updates"),
+                    models.register(registry, exported["v1"], champion=True))
+    out = consume(kafka_bootstrap, workers.topic("predictions"), expected=len(held) + 30,
+                  timeout=120, settle=2.0)
+    ids = [json.loads(r.value)["txn_id"] for r in out]
+    assert len(ids) == len(set(ids)) == len(held) + 30, "each held event scored exactly once"
