@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sized
+from typing import Any, Generic, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class KeyedStates(Generic[S]):
 
     def held_events(self) -> int:
         """Transactions held by the live states (their windows)."""
-        return sum(len(state) for state, _ in self._cache.values())  # type: ignore[arg-type]
+        return sum(len(cast(Sized, state)) for state, _ in self._cache.values())
 
     def export_size(self, keys_gauge: Any, events_gauge: Any) -> None:
         """Make two Prometheus gauges report this cache's size when scraped."""

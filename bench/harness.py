@@ -103,7 +103,7 @@ def worker_run(name: str, app: str, bootstrap: str, records: list[tuple[bytes, b
 
 def _state_bytes(bootstrap: str, changelog: str) -> dict[str, Any]:
     """Latest serialised state per card, from the table's changelog."""
-    latest: dict[bytes, int] = {}
+    latest: dict[bytes | None, int] = {}
     for rec in consume(bootstrap, changelog, expected=10**9, timeout=60, idle=3.0):
         latest[rec.key] = len(rec.value or b"")
     cards = len(latest)

@@ -131,7 +131,7 @@ def latency(bootstrap: str, records: list[tuple[bytes, bytes]], workdir: Path,
         worker.stop()
     lat = []
     for rec in out:
-        value = json.loads(rec.value)
+        value = rec.json()
         source = value["scored_at"] - value["latency_ms"]
         lat.append(rec.timestamp - source)
     order = sorted(range(len(out)), key=lambda i: out[i].timestamp)
@@ -191,9 +191,12 @@ def score_batch_cost(n: int = 20_000, batch: int = 256) -> dict:
         holder.refresh()
         raws = [v for _, v in _enriched(n)]
         policy = SplitPolicy("shadow")
+        champion = holder.champion
+        if champion is None:
+            raise RuntimeError("the benchmark model did not load")
         started = time.perf_counter()
         for i in range(0, n, batch):
-            result = score_batch(raws[i:i + batch], [0.0] * batch, holder.champion, None, policy)
+            result = score_batch(raws[i:i + batch], [0.0] * batch, champion, None, policy)
             for _, record in result.records:
                 encode(record)
         seconds = time.perf_counter() - started
@@ -263,7 +266,7 @@ def score_api(bootstrap: str, workdir: Path, requests: int = 2_000) -> dict:
     worker = start_worker(env, workdir / f"{suffix}.log")
     try:
         worker.wait_ready()
-        enriched = [json.loads(r.value) for r in consume(
+        enriched = [r.json() for r in consume(
             bootstrap, topic_name("enriched", suffix), expected=table.num_rows, timeout=300)]
         bodies = [json.dumps({k: e[k] for k in ("txn_id", "card_id", "terminal_id", "amount",
                                                 "currency", "ts")}).encode()

@@ -94,7 +94,7 @@ def _predictions(bootstrap: str, topic: str, txns: Any) -> None:
                      strict=True))
     _banner(f"6. {topic}: every transaction scored by the champion")
     out = consume(bootstrap, topic, expected=len(fraud), timeout=300)
-    records = [json.loads(rec.value) for rec in out]
+    records = [rec.json() for rec in out]
     alerts = [r for r in records if r["decision"] == "alert"]
     hits = sum(1 for r in alerts if fraud.get(r["txn_id"]))
     versions = sorted({(r["model_name"], r["model_version"], r["variant"]) for r in records})
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                  "terminal_risk_7d_delay7d")
         print("  " + f"{'txn_id':<24}" + "".join(f"{name[:22]:>24}" for name in shown))
         for rec in out[-5:]:
-            value = json.loads(rec.value)
+            value = rec.json()
             print("  " + f"{value['txn_id']:<24}"
                   + "".join(f"{value['features'][name]:>24.2f}" for name in shown))
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"@{h['source_offset'].decode()}")
 
         _banner("8. the Feast online store (Redis), read back with get_online_features")
-        _show_feast(settings, json.loads(out[-1].value))
+        _show_feast(settings, out[-1].json())
     finally:
         if not args.keep:
             worker.stop()

@@ -6,8 +6,9 @@ Used by the demo, the CLI and the tests; not for the hot path (the worker uses F
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,12 @@ class Record:
     offset: int
     timestamp: int
 
+    def json(self) -> Any:
+        """The value parsed as JSON (``None`` for a tombstone)."""
+        return None if self.value is None else json.loads(self.value)
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]],
+
+def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None]],
             headers: list[tuple[str, bytes]] | None = None) -> None:
     """Send ``(key, value)`` pairs in order and wait until all are acknowledged."""
 

@@ -22,7 +22,9 @@ from infra.processes import pid_alive, port_open, start_broker, start_redis, sto
 
 def _alive(entry: dict[str, Any]) -> bool:
     pid = entry.get("pid")
-    return bool(pid) and pid_alive(int(pid)) and port_open("127.0.0.1", int(entry["port"]))
+    if not pid:
+        return False
+    return pid_alive(int(pid)) and port_open("127.0.0.1", int(entry["port"]))
 
 
 def _write(path: Path, state: dict[str, Any]) -> None:

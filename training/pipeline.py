@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def promotion_gates(settings: Settings) -> PromotionGates:
         min_improvement=settings.gate_min_improvement)
 
 
-def windows(settings: Settings) -> dict[str, int]:
+def windows(settings: Settings) -> dict[str, Any]:
     """``handbook_split`` keyword arguments from the settings."""
     return {"train_days": settings.train_window_days, "delay_days": settings.train_delay_days,
             "test_days": settings.train_test_days}

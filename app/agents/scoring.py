@@ -16,11 +16,12 @@ logs an error naming the model, alias and registry, and retries the load every f
 the events are not acknowledged, so their offsets are not committed and nothing is lost or
 scored by an invented model. While holding, the worker stops fetching
 ``transactions-enriched`` (so the other agents, which share Faust's one delivery loop, keep
-running) and re-reads from the last delivered offset when it resumes. Faust lets go of a partition (stop, rebalance) only once every
-taken event is acknowledged, so if that happens while holding, the held batch is dead-lettered
-with reason ``no_model`` (original bytes, replayable) instead of blocking the stop. ``dlq``
-dead-letters them with reason ``no_model``; ``fail_open`` publishes an explicit record
-(score null, decision pass, ``fail_open: true``).
+running) and re-reads from the last delivered offset when it resumes. Faust lets go of a
+partition (stop, rebalance) only once every taken event is acknowledged, so if that happens
+while holding, the held batch is dead-lettered with reason ``no_model`` (original bytes,
+replayable) instead of blocking the stop. ``dlq`` dead-letters them with reason
+``no_model``; ``fail_open`` publishes an explicit record (score null, decision pass,
+``fail_open: true``).
 
 Delivery: at-least-once. A batch's predictions are handed to the producer before its events
 are acknowledged; after a crash a transaction may be scored again by the same version
@@ -195,6 +196,9 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
                                       Rejection("no_model", f"no loadable champion ({where})"))
                 return
             champion, challenger = holder.snapshot()
+            if champion is None:  # unloaded again between the wait and now: keep holding
+                await score(events)
+                return
         started = time.perf_counter()
         try:
             batch = score_batch([e.value for e in events],

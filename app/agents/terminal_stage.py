@@ -68,7 +68,7 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
                             settings.terminal_allowed_lateness_s, settings)
 
     send = Sender(app)
-    batch = {"max_events": settings.batch_max_events,
+    batch: dict[str, Any] = {"max_events": settings.batch_max_events,
              "max_wait_s": settings.batch_max_wait_ms / 1000}
 
     async def route_label(event: Any) -> None:

@@ -8,6 +8,7 @@ dependencies (LightGBM, MLflow, Feast) load only for the subcommand that needs t
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 import click

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -74,8 +75,8 @@ def command(profile: str, days: int, seed: int, customers: int | None, terminals
             data = from_parquet(data_path, labels=labels_path,
                                 cache_dir=settings.training_cache_dir, progress=progress)
         else:
-            options = {k: v for k, v in (("n_customers", customers), ("n_terminals", terminals))
-                       if v is not None}
+            sizes = (("n_customers", customers), ("n_terminals", terminals))
+            options: dict[str, Any] = {k: v for k, v in sizes if v is not None}
             click.echo(f"training data: simulator {profile}, {days} days, seed {seed}"
                        + (f", {options}" if options else ""), err=True)
             data = from_simulator(profile, seed=seed, days=days,
