@@ -31,7 +31,7 @@ test-unit: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy app features infra simulator training bench
+	$(VENV)/bin/mypy config features training app infra simulator bench
 
 bench: $(STAMP)
 	$(VENV)/bin/fraudstream bench
@@ -46,7 +46,7 @@ stack-status: $(STAMP)
 	$(VENV)/bin/fraudstream stack status
 
 readme: $(STAMP)
-	$(PY) -m app.settings_doc --write README.md
+	$(PY) -m config.settings_doc --write README.md
 
 clean:
 	-$(VENV)/bin/fraudstream stack down 2>/dev/null

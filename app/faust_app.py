@@ -8,10 +8,10 @@ from typing import Any
 import faust
 
 from app import faust_tuning
-from app.kafka_auth import faust_credentials
-from app.settings import Settings
 from app.topics import Topics, declare_topics
-from infra.endpoints import state_dir
+from config.endpoints import state_dir
+from config.security import faust_credentials
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,9 @@ def app_from_environment(*, agents: bool = True) -> faust.App:
     Configuration errors stop the process here, before Faust starts, with a message that
     names the variable to fix.
     """
-    from app.settings import get_settings
-    from infra.endpoints import kafka_bootstrap, redis_url
-    from infra.topics_admin import ensure_topics
+    from config.endpoints import kafka_bootstrap, redis_url
+    from config.settings import get_settings
+    from config.topics_admin import ensure_topics
 
     settings = get_settings()
     bootstrap = kafka_bootstrap(settings)

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 

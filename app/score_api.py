@@ -47,8 +47,8 @@ class FeastReader:
         return self.store
 
     def _open(self) -> Any:
+        from config.endpoints import redis_url
         from infra import feast_env
-        from infra.endpoints import redis_url
 
         return feast_env.load_store(redis_url(self.settings), self.settings.data_dir)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from app.settings import Settings
+from config.settings import Settings
 
 
 @dataclass(frozen=True)

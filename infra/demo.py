@@ -21,9 +21,9 @@ import time
 import uuid
 from typing import Any
 
-from app.settings import get_settings, settings_for_env
+from config.endpoints import kafka_bootstrap, redis_url, state_dir
+from config.settings import get_settings, settings_for_env
 from infra import stack
-from infra.endpoints import kafka_bootstrap, redis_url, state_dir
 from infra.kafka_io import consume, produce
 from infra.worker_process import start_worker
 from simulator import simulate

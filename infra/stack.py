@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
-from infra.endpoints import check_redis, kafka_bootstrap, mask_url, read_stack
+from config.endpoints import check_redis, kafka_bootstrap, mask_url, read_stack
+from config.settings import Settings
 from infra.processes import pid_alive, port_open, start_broker, start_redis, stop_pid
 
 
@@ -36,8 +36,8 @@ def _write(path: Path, state: dict[str, Any]) -> None:
 
 def _answers(name: str, endpoint: str) -> bool:
     """Whether a configured endpoint answers (Kafka: a TCP connect; Redis: PING)."""
-    from app.settings import ConfigError
-    from infra.endpoints import check_redis
+    from config.endpoints import check_redis
+    from config.settings import ConfigError
 
     if name == "redis":
         try:

@@ -90,8 +90,8 @@ def isolated_env(bootstrap: str, data_dir: Path, suffix: str, **extra: str) -> d
 
 def create_topics(bootstrap: str, env: dict[str, str]) -> None:
     """Create the topics a worker with ``env`` will use (before pre-loading its input)."""
-    from app.settings import settings_for_env
-    from infra.topics_admin import ensure_topics
+    from config.settings import settings_for_env
+    from config.topics_admin import ensure_topics
 
     ensure_topics(bootstrap, settings_for_env(env))
 

@@ -71,7 +71,7 @@ class BatchProducer:
         ``host:port[,host:port]``.
     client_kwargs:
         Extra ``AIOKafkaProducer`` arguments, e.g. security settings
-        (``app.kafka_auth.aiokafka_kwargs(settings)``).
+        (``config.security.aiokafka_kwargs(settings)``).
     idempotence:
         ``None``: idempotent when the broker supports it (else a warning); ``True``: required;
         ``False``: off.

@@ -7,7 +7,7 @@ Modules (import what you need; nothing is imported here, so ``import training`` 
 - :mod:`training.lgbm` — seeded LightGBM classifier with early stopping.
 - :mod:`training.onnx_export` — ONNX export, parity check, verified loader.
 - :mod:`training.refstats` — training reference statistics stored with a model.
-- :mod:`training.gates` — promotion gates.
+- :mod:`config.gates` — promotion gates.
 - :mod:`training.registry` — MLflow 3 registry (champion / challenger / rollback).
 - :mod:`training.report` — Markdown + PNG evaluation report.
 - :mod:`training.toydata` — a tiny seeded frame for tests and demos.

@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.settings import ConfigError, Settings
+from config.settings import ConfigError, Settings
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,14 @@ def publish_model_updates(events: Sequence[dict], settings: Settings, *,
     topic = settings.topic_model_updates
     if not events:
         return PublishResult(topic, 0, "no events")
-    from infra.endpoints import kafka_bootstrap
+    from config.endpoints import kafka_bootstrap
 
     try:
         bootstrap = kafka_bootstrap(settings)
     except ConfigError as exc:
         return PublishResult(topic, 0, exc.message.splitlines()[0])
     try:
-        from infra.topics_admin import ensure_topics
+        from config.topics_admin import ensure_topics
 
         ensure_topics(bootstrap, settings)  # creates model-updates when missing
         asyncio.run(asyncio.wait_for(_send(bootstrap, settings, topic, events), timeout_s))
@@ -76,7 +76,7 @@ def publish_model_updates(events: Sequence[dict], settings: Settings, *,
 async def _send(bootstrap: str, settings: Settings, topic: str, events: Sequence[dict]) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from app.kafka_auth import aiokafka_kwargs
+    from config.security import aiokafka_kwargs
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                 **aiokafka_kwargs(settings))

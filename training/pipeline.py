@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.settings import Settings
+from config.gates import PromotionGates, PromotionRefused
+from config.settings import Settings
 from training.dataset import TrainingFrame
-from training.gates import PromotionGates, PromotionRefused
 from training.lgbm import LGBMParams, TrainedModel, train_lgbm
 from training.metrics import (
     card_precision_at_k_per_day,

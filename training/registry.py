@@ -43,7 +43,7 @@ from mlflow import MlflowClient  # noqa: E402  (after the telemetry default)
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from training.gates import PromotionGates, PromotionRefused  # noqa: E402
+from config.gates import PromotionGates, PromotionRefused  # noqa: E402
 from training.onnx_export import (  # noqa: E402
     ExportedModel,
     OnnxScorer,

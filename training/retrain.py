@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.settings import Settings
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def history_days(settings: Settings) -> int:
     """Days of event time a retrain reads back (the windows of the handbook split, twice for
     the validation split before the training window).
 
-    >>> from app.settings import load_settings
+    >>> from config.settings import load_settings
     >>> history_days(load_settings())
     35
     >>> history_days(load_settings(retrain_history_days=10))
@@ -267,8 +267,8 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
                 echo: Echo | None = None, bootstrap: str | None = None) -> RetrainOutcome:
     """Handle one retrain request end to end (see the module docstring). Never raises for a
     retrain that cannot be done: the outcome says why, and it is recorded under the key."""
-    from app.kafka_auth import aiokafka_kwargs
-    from infra.endpoints import kafka_bootstrap
+    from config.endpoints import kafka_bootstrap
+    from config.security import aiokafka_kwargs
     from training.onnx_export import ParityError
     from training.pipeline import train_and_register
 

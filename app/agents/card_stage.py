@@ -30,9 +30,9 @@ from app.agents.batching import Sender, run_batches
 from app.dlq import dead_letter, send_late
 from app.keyed_state import feature_states
 from app.metrics import STAGE_EVENTS, TRANSACTIONS_DUPLICATE, TRANSACTIONS_VALID
-from app.settings import Settings
 from app.topics import Topics
 from app.validation import Rejection, Rules, validate
+from config.settings import Settings
 from features.card import CardState
 from features.lateness import Arrival
 from features.spec import DEFAULT_SPEC

@@ -38,9 +38,9 @@ from app.drift.monitor import MODEL_SIGNALS, ModelMonitor
 from app.faust_tuning import event_context
 from app.keyed_state import KeyedStates, changelog_writer
 from app.metrics import DRIFT_DETECTIONS, DRIFT_INPUTS, DRIFT_MEAN, DRIFT_WIDTH
-from app.settings import Settings
 from app.topics import Topics
 from app.validation import Rejection, Rules, validate_label
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 

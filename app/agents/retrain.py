@@ -22,8 +22,8 @@ import multiprocessing
 from typing import Any
 
 from app.metrics import RETRAIN_OUTCOMES, RETRAIN_SECONDS
-from app.settings import Settings
 from app.topics import Topics
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 

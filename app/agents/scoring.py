@@ -45,9 +45,9 @@ from app.scoring.models import ModelHolder, RegistrySource
 from app.scoring.records import encode, fail_open_record
 from app.scoring.scorer import score_batch, source_ts
 from app.scoring.split import SplitPolicy
-from app.settings import Settings
 from app.topics import Topics
 from app.validation import Rejection
+from config.settings import Settings
 from features.spec import DEFAULT_SPEC
 
 log = logging.getLogger(__name__)

@@ -32,9 +32,9 @@ from app.agents.batching import Sender, run_batches
 from app.dlq import dead_letter, send_late
 from app.keyed_state import feature_states
 from app.metrics import LABELS_APPLIED, STAGE_EVENTS
-from app.settings import Settings
 from app.topics import Topics
 from app.validation import Rejection, Rules, validate_label
+from config.settings import Settings
 from features.lateness import Arrival
 from features.spec import DEFAULT_SPEC
 from features.terminal import TerminalState

@@ -20,8 +20,8 @@ def command(events: int, only: tuple[str, ...], out: Path | None) -> None:
     Every run starts a fresh worker process on fresh topics pre-loaded with N events; events/s
     is taken from the output records' timestamps, so start-up time is excluded (and reported).
     """
-    from app.settings import get_settings
     from bench.harness import run, table
+    from config.settings import get_settings
 
     report = run(events, out or get_settings().data_dir / "bench", set(only) or None,
                  progress=lambda msg: click.echo(msg, err=True))

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from app.settings import get_settings
+from config.settings import get_settings
 
 
 @click.group()
@@ -65,7 +65,7 @@ def _live_from_file(path: Path) -> dict[str, Any]:
 def _live_from_topic(limit: int, timeout: float) -> dict[str, Any]:
     import numpy as np
 
-    from infra.endpoints import kafka_bootstrap
+    from config.endpoints import kafka_bootstrap
     from infra.kafka_io import consume
 
     settings = get_settings()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from app.settings import get_settings
+from config.settings import get_settings
 
 
 @click.group()
@@ -30,7 +30,7 @@ def command() -> None:
 
 def _endpoints(check: bool = True) -> tuple[str, Path]:
     """Redis URL (PING-checked unless ``check`` is False) and data folder in force."""
-    from infra.endpoints import redis_url
+    from config.endpoints import redis_url
 
     settings = get_settings()
     return redis_url(settings, check=check), settings.data_dir

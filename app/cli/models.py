@@ -9,7 +9,7 @@ import click
 
 
 def _registry() -> Any:
-    from app.settings import get_settings
+    from config.settings import get_settings
     from training.pipeline import promotion_gates
     from training.registry import ModelRegistry
 
@@ -102,7 +102,7 @@ def promote(version: int, alias: str, force: bool, publish: bool) -> None:
     have been evaluated on the same test rows (`fraudstream train` does that by scoring the
     champion itself), otherwise the promotion is refused.
     """
-    from training.gates import PromotionRefused
+    from config.gates import PromotionRefused
     from training.registry import RegistryError
 
     settings, registry = _registry()

@@ -119,9 +119,9 @@ def tail_command(fraud_only: bool, card: str | None, from_beginning: bool,
       fraudstream predictions tail --fraud-only
       fraudstream predictions tail --card C000042 --json
     """
-    from app.kafka_auth import aiokafka_kwargs
-    from app.settings import get_settings
-    from infra.endpoints import kafka_bootstrap
+    from config.endpoints import kafka_bootstrap
+    from config.security import aiokafka_kwargs
+    from config.settings import get_settings
 
     settings = get_settings()
     bootstrap = kafka_bootstrap(settings)

@@ -79,9 +79,9 @@ def command(once: bool, now: bool, wait: bool) -> None:
       fraudstream retrain --once
       fraudstream retrain --now
     """
-    from app.kafka_auth import aiokafka_kwargs
-    from app.settings import get_settings
-    from infra.endpoints import kafka_bootstrap
+    from config.endpoints import kafka_bootstrap
+    from config.security import aiokafka_kwargs
+    from config.settings import get_settings
     from training.retrain import BadRetrainEvent, RetrainRequest, run_retrain
 
     if once == now:

@@ -19,10 +19,10 @@ def kafka_target() -> tuple[str, dict[str, Any], tuple[str, str]]:
     Reads the settings (environment, or the embedded stack of `fraudstream stack up`) and
     creates the contract's topics when missing. Shared with ``fraudstream replay``.
     """
-    from app.kafka_auth import aiokafka_kwargs
-    from app.settings import get_settings
-    from infra.endpoints import kafka_bootstrap
-    from infra.topics_admin import ensure_topics
+    from config.endpoints import kafka_bootstrap
+    from config.security import aiokafka_kwargs
+    from config.settings import get_settings
+    from config.topics_admin import ensure_topics
 
     settings = get_settings()
     bootstrap = kafka_bootstrap(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.settings import get_settings
+from config.settings import get_settings
 
 
 @click.group()

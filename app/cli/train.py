@@ -63,7 +63,7 @@ def command(profile: str, days: int, seed: int, customers: int | None, terminals
     import time
     from datetime import UTC, datetime
 
-    from app.settings import get_settings
+    from config.settings import get_settings
     from training.dataset import DatasetError, from_parquet, from_simulator
     from training.onnx_export import ParityError
     from training.pipeline import HANDBOOK_TRAIN_START, train_and_register

@@ -91,7 +91,7 @@ def _records(bootstrap: str, topic: str, expected: int, timeout: float, **kw):
 
 
 def test_drift_is_detected_retrained_promoted_and_better(workers, kafka_bootstrap):
-    from app.settings import settings_for_env
+    from config.settings import settings_for_env
     from training.dataset import TrainingFrame, assemble
     from training.pipeline import train_and_register
     from training.registry import CHAMPION, ModelRegistry

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli.features import command
-from app.settings import get_settings
+from config.settings import get_settings
 from infra.feast_env import FEAST_VARS, REDIS_VAR, REPO_DIR
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.settings import load_settings
+from config.settings import load_settings
 from infra.kafka_io import consume
 from training.events import publish_model_updates
 

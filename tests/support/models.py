@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from config.gates import PromotionGates
 from features.batch import compute_features
 from features.spec import DEFAULT_SPEC, FeatureSpec
-from training.gates import PromotionGates
 from training.lgbm import LGBMParams, train_lgbm
 from training.onnx_export import ExportedModel, export_model
 from training.registry import ModelRegistry

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from app.settings import Settings, env_name
+from config.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN = {env_name(field) for field in Settings.model_fields}
@@ -26,7 +26,7 @@ def test_compose_parses_with_the_expected_services() -> None:
 def test_worker_environment_names_are_settings() -> None:
     env = _compose()["services"]["worker"]["environment"]
     unknown = set(env) - KNOWN
-    assert not unknown, f"not settings of app/settings.py: {unknown}"
+    assert not unknown, f"not settings of config/settings.py: {unknown}"
 
 
 def test_ports_bound_to_loopback_only() -> None:

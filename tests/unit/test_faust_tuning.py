@@ -8,7 +8,7 @@ import faust
 
 from app import faust_tuning
 from app.faust_app import TANSU_SESSION_TIMEOUT_S, create_app
-from app.settings import load_settings
+from config.settings import load_settings
 
 
 def _app(tansu: bool, **overrides):

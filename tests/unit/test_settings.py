@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import ConfigError, Settings, env_name, load_settings
-from app.settings_doc import BEGIN, END, render
+from config.settings import ConfigError, Settings, env_name, load_settings
+from config.settings_doc import BEGIN, END, render
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli.main import cli
-from app.settings import get_settings
+from config.settings import get_settings
 from training.registry import CHAMPION, ModelRegistry
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.settings import load_settings
+from config.settings import load_settings
 from training.dataset import from_simulator
 from training.onnx_export import ModelMismatchError
 from training.pipeline import train_and_register

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.gates import PromotionGates, PromotionRefused
+from config.gates import PromotionGates, PromotionRefused
 from training.lgbm import LGBMParams, train_lgbm
 from training.metrics import card_precision_at_k_per_day, evaluate, threshold_for_daily_budget
 from training.onnx_export import ExportedModel, ParityReport, export_model

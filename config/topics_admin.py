@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from app.settings import ConfigError, Settings, env_name
+from config.settings import ConfigError, Settings, env_name
 
 #: Settings fields that name the contract's topics.
 TOPIC_FIELDS = (
@@ -76,6 +76,6 @@ async def _ensure(bootstrap: str, settings: Settings, kwargs: dict[str, Any]) ->
 
 def ensure_topics(bootstrap: str, settings: Settings) -> BrokerInfo:
     """Create missing contract topics; returns the cluster id and the names created."""
-    from app.kafka_auth import aiokafka_kwargs
+    from config.security import aiokafka_kwargs
 
     return asyncio.run(_ensure(bootstrap, settings, aiokafka_kwargs(settings)))

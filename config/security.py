@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from app.settings import Settings
+from config.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -51,7 +51,7 @@ def faust_credentials(settings: Settings) -> Any:
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     """Security keyword arguments for ``AIOKafkaProducer`` / ``AIOKafkaConsumer``.
 
-    >>> from app.settings import load_settings
+    >>> from config.settings import load_settings
     >>> aiokafka_kwargs(load_settings())
     {'security_protocol': 'PLAINTEXT'}
     """

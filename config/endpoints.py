@@ -2,7 +2,7 @@
 
 Order of precedence: the environment (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``), then the
 embedded stack recorded by ``fraudstream stack up`` in ``<data_dir>/stack.json``. An endpoint
-that is configured but does not answer is a :class:`~app.settings.ConfigError` naming it and
+that is configured but does not answer is a :class:`~config.settings.ConfigError` naming it and
 saying how to fix it; a password in a Redis URL is never printed.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from app.settings import ConfigError, Settings
+from config.settings import ConfigError, Settings
 from infra.processes import pid_alive, port_open
 
 HOW_TO_START = "start the embedded stack with `fraudstream stack up` (or `make stack-up`)"

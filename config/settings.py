@@ -5,7 +5,7 @@ Project settings use the ``FRAUDSTREAM_`` prefix; the endpoints that every tool 
 knows keep their usual names: ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_*`` security settings,
 ``REDIS_URL`` and ``MLFLOW_TRACKING_URI``. Secrets are :class:`pydantic.SecretStr`, masked in
 ``repr`` and in logs. The README's configuration table is generated from this class
-(``python -m app.settings_doc``) and a test fails when it is stale.
+(``python -m config.settings_doc``) and a test fails when it is stale.
 
 Bad configuration stops the process at start: :func:`get_settings` raises
 :class:`ConfigError` whose message names each environment variable and what to fix.
@@ -541,7 +541,7 @@ def load_settings(**overrides: object) -> Settings:
     >>> load_settings(topic_partitions=0)
     Traceback (most recent call last):
     ...
-    app.settings.ConfigError: invalid configuration:
+    config.settings.ConfigError: invalid configuration:
       FRAUDSTREAM_TOPIC_PARTITIONS: Input should be greater than or equal to 1 (got 0)
     """
     try:
