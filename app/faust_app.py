@@ -10,14 +10,34 @@ import faust
 from app import faust_tuning
 from app.topics import Topics, declare_topics
 from config.endpoints import state_dir
+from config.monitoring import MODEL_SIGNALS
 from config.security import faust_credentials
-from config.settings import Settings
+from config.settings import ConfigError, Settings, env_name
+from features.spec import DEFAULT_SPEC
 
 log = logging.getLogger(__name__)
 
 
 #: Session timeout used on the embedded Tansu broker when none is configured.
 TANSU_SESSION_TIMEOUT_S = 3.0
+
+
+def check_drift_signals(settings: Settings) -> None:
+    """:class:`ConfigError` unless every drift signal is score, error or a feature of the spec.
+
+    >>> from config.settings import load_settings
+    >>> check_drift_signals(load_settings(drift_signals=["score", "amount"]))
+    >>> check_drift_signals(load_settings(drift_signals="score,colour"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    config.settings.ConfigError: invalid configuration:
+      FRAUDSTREAM_DRIFT_SIGNALS: unknown signals ['colour']: use score, error or feature names...
+    """
+    signals = settings.drift.signals
+    bad = [s for s in signals if s not in MODEL_SIGNALS and s not in DEFAULT_SPEC.names]
+    if bad:
+        raise ConfigError(f"invalid configuration:\n  {env_name('drift_signals')}: unknown "
+                          f"signals {bad}: use score, error or feature names (got {signals!r})")
 
 
 def create_app(
@@ -31,32 +51,33 @@ def create_app(
     (see :mod:`app.faust_tuning`). ``redis`` is the Feast online store's Redis; without it
     nothing is materialised.
     """
+    check_drift_signals(settings)
     datadir = state_dir(settings)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        settings.app_id,
+        settings.worker.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in bootstrap.split(",")],
         broker_credentials=faust_credentials(settings),
-        store=settings.store,
+        store=settings.worker.store,
         datadir=str(datadir),
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication,
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.005,
         producer_acks=-1,
-        web_bind=settings.web_bind,
-        web_port=settings.web_port,
-        web_host=settings.web_bind,
+        web_bind=settings.worker.web_bind,
+        web_port=settings.worker.web_port,
+        web_host=settings.worker.web_bind,
         web_tables_enabled=False,
         web_router_enabled=False,
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
-    session = settings.broker_session_timeout_s or (TANSU_SESSION_TIMEOUT_S if tansu else 0.0)
+    session = settings.broker.session_timeout_s or (TANSU_SESSION_TIMEOUT_S if tansu else 0.0)
     faust_tuning.apply(
         app,
-        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.broker.fetch_max_wait_ms,
         tansu=bool(session),
         session_timeout=session or faust_tuning.TANSU_SESSION_TIMEOUT,
         heartbeat_interval=min(session / 4, 3.0) if session else 0.5,
@@ -72,11 +93,11 @@ def create_app(
     web.register(app)
     if agents:
         materialiser = None
-        if redis is not None and settings.feast_enabled:
+        if redis is not None and settings.feast.enabled:
             from app import feast_service
 
             materialiser = feast_service.build_materialiser(settings, redis)
-            feast_service.attach(app, materialiser, settings.feast_stop_timeout_s)
+            feast_service.attach(app, materialiser, settings.feast.stop_timeout_s)
         register_agents(app, topics, settings, materialiser)
     return app
 
@@ -89,13 +110,13 @@ def register_agents(
 
     card_stage.register(app, topics, settings, materialiser)
     terminal_stage.register(app, topics, settings, materialiser)
-    if settings.scoring_enabled:
+    if settings.scoring.enabled:
         scoring.register(app, topics, settings)
-    if settings.drift_enabled:
+    if settings.drift.enabled:
         from app.agents import drift
 
         drift.register(app, topics, settings)
-    if settings.retrain_mode == "agent":
+    if settings.retrain.mode == "agent":
         from app.agents import retrain
 
         retrain.register(app, topics, settings)
@@ -115,5 +136,5 @@ def app_from_environment(*, agents: bool = True) -> faust.App:
     settings = get_settings()
     bootstrap = kafka_bootstrap(settings)
     broker = ensure_topics(bootstrap, settings)
-    redis = redis_url(settings) if agents and settings.feast_enabled else None
+    redis = redis_url(settings) if agents and settings.feast.enabled else None
     return create_app(settings, bootstrap, tansu=broker.tansu, agents=agents, redis=redis)

@@ -28,12 +28,12 @@ def build_materialiser(settings: Settings, redis: str) -> Any:
         log.info("applying the Feast repo (first start): %s", registry)
         feast_env.apply(redis, settings.data_dir)
     return feast_materialiser(
-        redis, settings.data_dir, process=settings.feast_push_process,
-        offline=settings.feast_offline,
-        offline_max_rows=settings.feast_offline_max_rows,
-        offline_max_interval_s=settings.feast_offline_max_interval_s,
-        max_rows=settings.feast_max_rows, max_interval_s=settings.feast_max_interval_s,
-        retry_initial_s=settings.feast_retry_initial_s, retry_max_s=settings.feast_retry_max_s,
+        redis, settings.data_dir, process=settings.feast.push_process,
+        offline=settings.feast.offline,
+        offline_max_rows=settings.feast.offline_max_rows,
+        offline_max_interval_s=settings.feast.offline_max_interval_s,
+        max_rows=settings.feast.max_rows, max_interval_s=settings.feast.max_interval_s,
+        retry_initial_s=settings.feast.retry_initial_s, retry_max_s=settings.feast.retry_max_s,
     )
 
 

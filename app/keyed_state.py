@@ -150,13 +150,13 @@ def feature_states(app: Any, stage: str, state_cls: Any, spec: Any, lateness_s: 
     from app.metrics import STATE_EVENTS, STATE_KEYS
 
     config = {"allowed_lateness_ms": lateness_s * 1000,
-              "max_events": settings.max_events_per_key}
-    table = app.Table(f"{stage}-state", default=None, partitions=settings.topic_partitions,
+              "max_events": settings.features.max_events_per_key}
+    table = app.Table(f"{stage}-state", default=None, partitions=settings.topics.partitions,
                       key_type=str)
     states: KeyedStates[Any] = KeyedStates(
         table, new=lambda: state_cls(spec, **config),
         load=lambda data: state_cls.from_dict(data, spec, **config),
-        dump=lambda state: state.to_dict(), max_cached=settings.state_cache_keys,
+        dump=lambda state: state.to_dict(), max_cached=settings.features.state_cache_keys,
         write=changelog_writer(app, table))
     app.on_partitions_revoked.connect(lambda *args, **kwargs: states.clear())
     states.export_size(STATE_KEYS.labels(stage), STATE_EVENTS.labels(stage))

@@ -59,14 +59,14 @@ def register(app: Any, settings: Any) -> None:
 
     rules = Rules.from_settings(settings)
     reader = FeastReader(settings)
-    max_age_ms = settings.score_max_feature_age_s * 1000
+    max_age_ms = settings.scoring.max_feature_age_s * 1000
     app.fraudstream_feast_reader = reader
 
     def reply(view: Any, outcome: str, started: float, body: dict, status: int) -> Any:
         SCORE_REQUESTS.labels(outcome).observe(time.perf_counter() - started)
         return view.json(body, status=status)
 
-    if settings.feast_enabled:
+    if settings.feast.enabled:
         @app.task
         async def open_feature_store() -> None:  # so that the first request is not slow
             try:

@@ -37,8 +37,8 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
     def topic(name: str) -> Any:
         return app.topic(
             name,
-            partitions=settings.topic_partitions,
-            replicas=settings.topic_replication,
+            partitions=settings.topics.partitions,
+            replicas=settings.topics.replication,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -46,14 +46,14 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         )
 
     return Topics(
-        transactions=topic(settings.topic_transactions),
-        labels=topic(settings.topic_labels),
-        dlq=topic(settings.topic_dlq),
-        validated=topic(settings.topic_validated),
-        labels_by_terminal=topic(settings.topic_labels_by_terminal),
-        enriched=topic(settings.topic_enriched),
-        late=topic(settings.topic_late),
-        predictions=topic(settings.topic_predictions),
-        retrain=topic(settings.topic_retrain),
-        model_updates=topic(settings.topic_model_updates),
+        transactions=topic(settings.topics.transactions),
+        labels=topic(settings.topics.labels),
+        dlq=topic(settings.topics.dlq),
+        validated=topic(settings.topics.validated),
+        labels_by_terminal=topic(settings.topics.labels_by_terminal),
+        enriched=topic(settings.topics.enriched),
+        late=topic(settings.topics.late),
+        predictions=topic(settings.topics.predictions),
+        retrain=topic(settings.topics.retrain),
+        model_updates=topic(settings.topics.model_updates),
     )

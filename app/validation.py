@@ -85,10 +85,10 @@ class Rules:
     @classmethod
     def from_settings(cls, settings: Any) -> Rules:
         return cls(
-            max_amount=float(settings.max_amount),
-            currencies=frozenset(settings.currencies),
-            max_future_skew_ms=int(settings.max_future_skew_s) * 1000,
-            max_payload_bytes=int(settings.max_payload_bytes),
+            max_amount=float(settings.validation.max_amount),
+            currencies=frozenset(settings.validation.currencies),
+            max_future_skew_ms=int(settings.validation.max_future_skew_s) * 1000,
+            max_payload_bytes=int(settings.validation.max_payload_bytes),
         )
 
 

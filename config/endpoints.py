@@ -8,13 +8,50 @@ saying how to fix it; a password in a Redis URL is never printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from config.settings import ConfigError, Settings
-from infra.processes import pid_alive, port_open
+
+#: Cluster id the embedded broker announces; :func:`is_tansu` recognises it (and Tansu's default).
+TANSU_CLUSTER_ID = "fraudstream-embedded-tansu"
+
+
+def is_tansu(cluster_id: str | None) -> bool:
+    """Whether a cluster id is the embedded broker's (or any Tansu's default id).
+
+    >>> is_tansu(TANSU_CLUSTER_ID), is_tansu("tansu_cluster"), is_tansu("MkU3OEVBNTcwNTJENDM2Qk")
+    (True, True, False)
+    """
+    return bool(cluster_id) and "tansu" in str(cluster_id).lower()
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
 
 HOW_TO_START = "start the embedded stack with `fraudstream stack up` (or `make stack-up`)"
 
@@ -60,8 +97,8 @@ def _hostports(bootstrap: str) -> list[tuple[str, int]]:
 
 def kafka_bootstrap(settings: Settings, check: bool = True) -> str:
     """The bootstrap servers in force (``host:port[,host:port]``)."""
-    if settings.kafka_bootstrap_servers:
-        bootstrap = settings.kafka_bootstrap_servers
+    if settings.broker.bootstrap_servers:
+        bootstrap = settings.broker.bootstrap_servers
         origin = "KAFKA_BOOTSTRAP_SERVERS"
     else:
         entry = read_stack(settings.stack_file).get("kafka") or {}
@@ -90,16 +127,17 @@ def state_dir(settings: Settings) -> Path:
     app id and the incarnation recorded by ``fraudstream stack up``.
     """
     base = settings.data_dir / "faust"
-    if settings.kafka_bootstrap_servers:
-        return base / settings.app_id
+    if settings.broker.bootstrap_servers:
+        return base / settings.worker.app_id
     incarnation = (read_stack(settings.stack_file).get("kafka") or {}).get("incarnation")
-    return base / (f"{settings.app_id}-{incarnation}" if incarnation else settings.app_id)
+    app_id = settings.worker.app_id
+    return base / (f"{app_id}-{incarnation}" if incarnation else app_id)
 
 
 def redis_url(settings: Settings, check: bool = True) -> str:
     """The Redis URL in force."""
-    if settings.redis_url is not None:
-        url = settings.redis_url.get_secret_value()
+    if settings.feast.redis_url is not None:
+        url = settings.feast.redis_url.get_secret_value()
         origin = "REDIS_URL"
     else:
         entry = read_stack(settings.stack_file).get("redis") or {}

@@ -1,9 +1,11 @@
 """Promotion gates: minimum test metrics and "beats the champion by a margin".
 
-The gates compare metric dicts as produced by :func:`training.metrics.evaluate`
-(``auc_roc``, ``average_precision``, ``card_precision_at_100``). The champion's
-metrics must come from the *same* test data as the candidate's; the registry
-enforces that before calling :meth:`PromotionGates.failures`.
+The gates are the ``FRAUDSTREAM_GATE_*`` settings (a :class:`config.section.Section`) and
+the rule that applies them. They compare metric dicts as produced by
+:func:`training.metrics.evaluate` (``auc_roc``, ``average_precision``,
+``card_precision_at_100``). The champion's metrics must come from the *same* test data as the
+candidate's; the registry (:meth:`models.registry.ModelRegistry.promote`) enforces that before
+calling :meth:`PromotionGates.failures`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import math
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from annotated_types import Ge
+from pydantic import Field
+
+from config.section import Section
 
 
 class PromotionRefused(RuntimeError):
@@ -23,7 +28,7 @@ class PromotionRefused(RuntimeError):
         super().__init__(f"promotion of v{version} refused: " + "; ".join(reasons))
 
 
-class PromotionGates(BaseModel):
+class PromotionGates(Section):
     """Minimum test metrics, and the margin by which a candidate must beat the champion.
 
     >>> g = PromotionGates(min_auc_roc=0.8, min_average_precision=0.5,
@@ -35,14 +40,33 @@ class PromotionGates(BaseModel):
     ['auc_roc 0.7000 < minimum 0.8000']
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    env_prefix = "FRAUDSTREAM_GATE_"
+    #: A negative margin (any candidate beats the champion) is for tests and tools, not a setting.
+    env_only = {"min_improvement": (Ge(0),)}
 
-    min_auc_roc: float = 0.85
-    min_average_precision: float = 0.60
-    min_card_precision_at_100: float = 0.25
-    compare_metric: str = "average_precision"
-    min_improvement: float = 0.01
-    improvement: Literal["relative", "absolute"] = "relative"
+    min_auc_roc: float = Field(
+        default=0.85, ge=0, le=1, description="Promotion gate: least test AUC ROC of a champion."
+    )
+    min_average_precision: float = Field(
+        default=0.60, ge=0, le=1, description="Promotion gate: least test average precision."
+    )
+    min_card_precision_at_100: float = Field(
+        default=0.25, ge=0, le=1, description="Promotion gate: least test card precision@100."
+    )
+    compare_metric: Literal["auc_roc", "average_precision", "card_precision_at_100"] = Field(
+        default="average_precision",
+        description="Metric on which a candidate must beat the champion "
+        "(both measured on the candidate's test data).",
+    )
+    min_improvement: float = Field(
+        default=0.01,
+        description="Relative margin by which it must beat it (0.01 = 1 %; an absolute "
+        "one with FRAUDSTREAM_GATE_IMPROVEMENT=absolute).",
+    )
+    improvement: Literal["relative", "absolute"] = Field(
+        default="relative", description="Whether that margin is relative to the champion's metric "
+        "(relative) or added to it (absolute).",
+    )
 
     def failures(self, candidate: Mapping[str, float],
                  champion: Mapping[str, float] | None = None) -> list[str]:

@@ -15,15 +15,16 @@ from config.settings import Settings
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """A TLS context for SSL / SASL_SSL (None for the plaintext protocols)."""
-    if not settings.kafka_security_protocol.endswith("SSL"):
+    broker = settings.broker
+    if not broker.security_protocol.endswith("SSL"):
         return None
     context = ssl.create_default_context(
-        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        cafile=str(broker.ssl_cafile) if broker.ssl_cafile else None
     )
-    if settings.kafka_ssl_certfile and settings.kafka_ssl_keyfile:
-        password = settings.kafka_ssl_key_password
+    if broker.ssl_certfile and broker.ssl_keyfile:
+        password = broker.ssl_key_password
         context.load_cert_chain(
-            str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile),
+            str(broker.ssl_certfile), str(broker.ssl_keyfile),
             password=password.get_secret_value() if password else None,
         )
     return context
@@ -33,18 +34,19 @@ def faust_credentials(settings: Settings) -> Any:
     """``broker_credentials`` for ``faust.App`` (None for PLAINTEXT)."""
     import faust
 
-    protocol = settings.kafka_security_protocol
+    broker = settings.broker
+    protocol = broker.security_protocol
     if protocol == "PLAINTEXT":
         return None
     context = ssl_context(settings)
     if protocol == "SSL":
         return faust.SSLCredentials(context)
-    password = settings.kafka_sasl_password
+    password = broker.sasl_password
     return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
+        username=broker.sasl_username,
         password=password.get_secret_value() if password else None,
         ssl_context=context,
-        mechanism=settings.kafka_sasl_mechanism,
+        mechanism=broker.sasl_mechanism,
     )
 
 
@@ -55,15 +57,16 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     >>> aiokafka_kwargs(load_settings())
     {'security_protocol': 'PLAINTEXT'}
     """
-    kwargs: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    broker = settings.broker
+    kwargs: dict[str, Any] = {"security_protocol": broker.security_protocol}
     context = ssl_context(settings)
     if context is not None:
         kwargs["ssl_context"] = context
-    if settings.kafka_security_protocol.startswith("SASL_"):
-        password = settings.kafka_sasl_password
+    if broker.security_protocol.startswith("SASL_"):
+        password = broker.sasl_password
         kwargs.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_mechanism=broker.sasl_mechanism,
+            sasl_plain_username=broker.sasl_username,
             sasl_plain_password=password.get_secret_value() if password else None,
         )
     return kwargs

@@ -2,8 +2,8 @@
 
 ``python -m config.settings_doc`` prints the table; ``python -m config.settings_doc --write
 README.md`` (``make readme``) replaces the part of the README between the two marker
-comments. A unit test fails when the
-README's table is stale.
+comments. A unit test fails when the README's table is stale. Rows follow the sections'
+order (:data:`config.settings.SECTIONS`).
 """
 
 from __future__ import annotations

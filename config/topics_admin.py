@@ -13,19 +13,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from config.settings import ConfigError, Settings, env_name
-
-#: Settings fields that name the contract's topics.
-TOPIC_FIELDS = (
-    "topic_transactions", "topic_labels", "topic_dlq", "topic_validated",
-    "topic_labels_by_terminal", "topic_enriched",
-    "topic_late", "topic_predictions", "topic_retrain", "topic_model_updates",
-)
-
-
-def topic_names(settings: Settings) -> dict[str, str]:
-    """Field name -> topic name."""
-    return {field: getattr(settings, field) for field in TOPIC_FIELDS}
+from config.kafka import TopicSettings
+from config.settings import ConfigError, Settings
 
 
 @dataclass(frozen=True)
@@ -38,7 +27,7 @@ class BrokerInfo:
     @property
     def tansu(self) -> bool:
         """Whether the cluster is the embedded Tansu broker (see app.faust_tuning)."""
-        from infra.processes import is_tansu
+        from config.endpoints import is_tansu
 
         return is_tansu(self.cluster_id)
 
@@ -50,22 +39,23 @@ async def _ensure(bootstrap: str, settings: Settings, kwargs: dict[str, Any]) ->
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = topic_names(settings)
+        wanted = settings.topics.names()
         missing = [name for name in wanted.values() if name not in existing]
         if missing:
             await admin.create_topics([
-                NewTopic(name, settings.topic_partitions, settings.topic_replication)
+                NewTopic(name, settings.topics.partitions, settings.topics.replication)
                 for name in missing
             ])
         present = [name for name in wanted.values() if name in existing]
         if present:
             for desc in await admin.describe_topics(present):
                 count = len(desc.get("partitions") or [])
-                if count and count != settings.topic_partitions:
-                    field = next(f for f, n in wanted.items() if n == desc["topic"])
+                if count and count != settings.topics.partitions:
+                    role = next(r for r, n in wanted.items() if n == desc["topic"])
                     raise ConfigError(
-                        f"topic {desc['topic']!r} ({env_name(field)}) has {count} partitions but "
-                        f"FRAUDSTREAM_TOPIC_PARTITIONS={settings.topic_partitions}: set "
+                        f"topic {desc['topic']!r} ({TopicSettings.env_name(role)}) has {count} "
+                        "partitions but "
+                        f"FRAUDSTREAM_TOPIC_PARTITIONS={settings.topics.partitions}: set "
                         f"FRAUDSTREAM_TOPIC_PARTITIONS={count}, or use another topic name"
                     )
         cluster = await admin.describe_cluster()

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     run = uuid.uuid4().hex[:6]
     roles = ("transactions", "labels", "dlq", "validated", "labels_by_terminal", "enriched",
              "late", "predictions", "model_updates")
-    topics = {role: f"{getattr(settings, 'topic_' + role)}-demo-{run}" for role in roles}
+    topics = {role: f"{getattr(settings.topics, role)}-demo-{run}" for role in roles}
     demo_dir = settings.data_dir / "demo" / run
     demo_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, REDIS_URL=redis_url(settings),

@@ -16,17 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Cluster id the embedded broker announces; :func:`is_tansu` recognises it (and Tansu's default).
-TANSU_CLUSTER_ID = "fraudstream-embedded-tansu"
-
-
-def is_tansu(cluster_id: str | None) -> bool:
-    """Whether a cluster id is the embedded broker's (or any Tansu's default id).
-
-    >>> is_tansu(TANSU_CLUSTER_ID), is_tansu("tansu_cluster"), is_tansu("MkU3OEVBNTcwNTJENDM2Qk")
-    (True, True, False)
-    """
-    return bool(cluster_id) and "tansu" in str(cluster_id).lower()
+from config.endpoints import TANSU_CLUSTER_ID, pid_alive, port_open
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,15 +28,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Whether a TCP connection to ``host:port`` succeeds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def wait_for_port(
@@ -61,19 +42,6 @@ def wait_for_port(
             raise RuntimeError(f"server for {host}:{port} exited with status {proc.returncode}")
         time.sleep(0.02)
     raise TimeoutError(f"nothing answered on {host}:{port} within {timeout:.0f} s")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def stop_pid(pid: int, timeout: float = 5.0) -> bool:

@@ -55,7 +55,7 @@ def up(settings: Settings) -> dict[str, Any]:
     state = read_stack(path)
     logs = settings.data_dir / "logs"
 
-    if settings.kafka_bootstrap_servers:
+    if settings.broker.bootstrap_servers:
         kafka_bootstrap(settings, check=True)
         state["kafka"] = {"managed": False, "source": "KAFKA_BOOTSTRAP_SERVERS"}
     elif not _alive(state.get("kafka") or {}):
@@ -64,8 +64,8 @@ def up(settings: Settings) -> dict[str, Any]:
                           "port": server.port, "pid": server.pid, "log": str(server.log),
                           "incarnation": uuid.uuid4().hex[:12]}
 
-    if settings.redis_url is not None:
-        check_redis(settings.redis_url.get_secret_value())
+    if settings.feast.redis_url is not None:
+        check_redis(settings.feast.redis_url.get_secret_value())
         state["redis"] = {"managed": False, "source": "REDIS_URL"}
     elif not _alive(state.get("redis") or {}):
         server = start_redis(logs)
@@ -95,9 +95,10 @@ def status(settings: Settings) -> list[dict[str, Any]]:
     """One row per component: name, where, how it was chosen, whether it answers."""
     state = read_stack(settings.stack_file)
     rows = []
+    redis = settings.feast.redis_url
     for name, env_value, key in (
-        ("kafka", settings.kafka_bootstrap_servers, "bootstrap"),
-        ("redis", settings.redis_url.get_secret_value() if settings.redis_url else None, "url"),
+        ("kafka", settings.broker.bootstrap_servers, "bootstrap"),
+        ("redis", redis.get_secret_value() if redis else None, "url"),
     ):
         entry = state.get(name) or {}
         if env_value:

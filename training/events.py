@@ -54,7 +54,7 @@ def encode(event: dict) -> tuple[bytes, bytes]:
 def publish_model_updates(events: Sequence[dict], settings: Settings, *,
                           timeout_s: float = 15.0) -> PublishResult:
     """Send ``events`` in order; skip (with the reason) when no broker answers."""
-    topic = settings.topic_model_updates
+    topic = settings.topics.model_updates
     if not events:
         return PublishResult(topic, 0, "no events")
     from config.endpoints import kafka_bootstrap

@@ -1,10 +1,11 @@
 """LightGBM binary fraud classifier: seeded, deterministic, early-stopped on a validation period.
 
-Class imbalance is handled with ``scale_pos_weight`` (by default the training
-negatives / positives ratio, computed on the training rows); ``is_unbalance``
-can be chosen instead, or no reweighting. Reweighting keeps the ranking metrics
-(AUC, AP, card precision@k) meaningful but makes the scores uncalibrated, so
-alert thresholds must be chosen on scored validation data
+The hyperparameters are :class:`config.training.LGBMParams`, the ``FRAUDSTREAM_LGBM_*``
+settings: one set of defaults for ``fraudstream train``, the retrain worker and code that
+builds them by hand. Class imbalance: no reweighting by default; ``scale_pos_weight`` (by
+default the training negatives / positives ratio) or ``is_unbalance`` can be chosen.
+Reweighting keeps the ranking metrics (AUC, AP, card precision@k) meaningful but makes the
+scores uncalibrated, so alert thresholds must be chosen on scored validation data
 (:mod:`training.metrics`), never assumed to be 0.5.
 
 Exact ONNX parity: ONNX tree ensembles compare float32 inputs with float32
@@ -31,58 +32,11 @@ from typing import Literal
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from config.training import LGBMParams
+
 log = logging.getLogger(__name__)
-
-
-class LGBMParams(BaseModel):
-    """Hyperparameters with defaults; ``model_dump()`` is what the registry logs."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    num_boost_round: int = Field(default=500, ge=1, description="Maximum number of trees.")
-    early_stopping_rounds: int = Field(default=50, ge=1, description="Patience (validation AP).")
-    learning_rate: float = Field(default=0.05, gt=0)
-    num_leaves: int = Field(default=31, ge=2)
-    max_depth: int = Field(default=-1, description="-1 = no limit.")
-    min_child_samples: int = Field(default=20, ge=1)
-    feature_fraction: float = Field(default=0.8, gt=0, le=1)
-    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
-    bagging_freq: int = Field(default=1, ge=0)
-    lambda_l2: float = Field(default=0.0, ge=0)
-    imbalance: Literal["scale_pos_weight", "is_unbalance", "none"] = "scale_pos_weight"
-    scale_pos_weight: float | None = Field(
-        default=None, gt=0, description="None = negatives/positives of the training rows.")
-    seed: int = 42
-    num_threads: int = Field(default=1, ge=1)
-
-    def to_lgb(self, n_pos: int, n_neg: int) -> dict[str, object]:
-        """LightGBM parameter dict for a training set with these class counts."""
-        params: dict[str, object] = {
-            "objective": "binary",
-            "metric": ["average_precision", "auc"],
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "max_depth": self.max_depth,
-            "min_child_samples": self.min_child_samples,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": self.bagging_freq,
-            "lambda_l2": self.lambda_l2,
-            "seed": self.seed,
-            "num_threads": self.num_threads,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbosity": -1,
-        }
-        if self.imbalance == "scale_pos_weight":
-            params["scale_pos_weight"] = (self.scale_pos_weight if self.scale_pos_weight
-                                          else n_neg / max(n_pos, 1))
-        elif self.imbalance == "is_unbalance":
-            params["is_unbalance"] = True
-        return params
 
 
 @dataclass

@@ -37,12 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from config.gates import PromotionGates, PromotionRefused
+from config.gates import PromotionRefused
 from config.settings import Settings
 from training.dataset import TrainingFrame
 from training.lgbm import LGBMParams, TrainedModel, train_lgbm
@@ -72,35 +71,6 @@ PUBLISHED_BEST = {"auc_roc": 0.879, "average_precision": 0.694, "card_precision_
 HEADLINE = ("auc_roc", "average_precision", f"card_precision_at_{K}")
 
 Echo = Callable[[str], None]
-
-
-def lgbm_params(settings: Settings) -> LGBMParams:
-    """LightGBM hyperparameters from the settings."""
-    return LGBMParams(
-        num_boost_round=settings.lgbm_num_boost_round,
-        early_stopping_rounds=settings.lgbm_early_stopping_rounds,
-        learning_rate=settings.lgbm_learning_rate, num_leaves=settings.lgbm_num_leaves,
-        min_child_samples=settings.lgbm_min_child_samples,
-        feature_fraction=settings.lgbm_feature_fraction,
-        bagging_fraction=settings.lgbm_bagging_fraction, lambda_l2=settings.lgbm_lambda_l2,
-        imbalance=settings.lgbm_imbalance, scale_pos_weight=settings.lgbm_scale_pos_weight,
-        seed=settings.lgbm_seed, num_threads=settings.lgbm_num_threads)
-
-
-def promotion_gates(settings: Settings) -> PromotionGates:
-    """Promotion gates from the settings."""
-    return PromotionGates(
-        min_auc_roc=settings.gate_min_auc_roc,
-        min_average_precision=settings.gate_min_average_precision,
-        min_card_precision_at_100=settings.gate_min_card_precision_at_100,
-        compare_metric=settings.gate_compare_metric,
-        min_improvement=settings.gate_min_improvement)
-
-
-def windows(settings: Settings) -> dict[str, Any]:
-    """``handbook_split`` keyword arguments from the settings."""
-    return {"train_days": settings.train_window_days, "delay_days": settings.train_delay_days,
-            "test_days": settings.train_test_days}
 
 
 def latest_train_start(frame: pd.DataFrame, train_days: int, delay_days: int,
@@ -277,13 +247,13 @@ def run_prequential(frame: pd.DataFrame, feature_names: list[str], settings: Set
                     first_train_start: str | date, n_folds: int, *, progress: bool = False,
                     ) -> PrequentialResult:
     """Mean ± std over ``n_folds`` test weeks, each fold fitted like the main model."""
-    params = lgbm_params(settings)
-    win = windows(settings)
+    params = settings.lgbm
+    win = settings.training.windows()
 
     def fit_predict(split: Split) -> np.ndarray:
         fit = fit_split(frame, split, feature_names, params,
-                        budget=settings.alert_budget_per_day,
-                        budget_unit=settings.alert_budget_unit)
+                        budget=settings.training.alert_budget_per_day,
+                        budget_unit=settings.training.alert_budget_unit)
         return fit.model.predict(split.test)
 
     return prequential_evaluate(frame, first_train_start, fit_predict, n_folds,
@@ -354,16 +324,16 @@ def train_and_register(
     say = echo or log.info
     clock = _Clock()
     frame, names = data.frame, data.feature_names
-    win = windows(settings)
+    win = settings.training.windows()
     start = train_start or latest_train_start(frame, **win)
     split = handbook_split(frame, start, **win)
     if not _usable(split.train) or not len(split.test):
         raise ValueError(f"split starting {start} has no usable training rows (both classes) "
                          f"or no test rows: {split.describe()}")
     say(f"split: train {split.describe()['train']}, test {split.describe()['test']}")
-    params = lgbm_params(settings)
-    fit = fit_split(frame, split, names, params, budget=settings.alert_budget_per_day,
-                    budget_unit=settings.alert_budget_unit, progress=progress)
+    params = settings.lgbm
+    fit = fit_split(frame, split, names, params, budget=settings.training.alert_budget_per_day,
+                    budget_unit=settings.training.alert_budget_unit, progress=progress)
     clock.lap("fit")
     scored = split.test.assign(score=fit.model.predict(split.test))
     metrics = scored_metrics(scored, fit.threshold)
@@ -381,7 +351,7 @@ def train_and_register(
     parity_rows = pd.concat([split.train, split.test])
     ref = reference_stats(split.train, names, fit.model.predict(split.train))
     exported = export_model(fit.model, parity_rows, spec_version=data.spec_version,
-                            model_name=settings.model_name, reference=ref)
+                            model_name=settings.registry.model_name, reference=ref)
     clock.lap("export")
     say(f"ONNX parity max |diff| {exported.parity.max_abs_diff:.3g} on "
         f"{exported.parity.n_rows:,} rows")
@@ -409,11 +379,11 @@ def train_and_register(
     report = write_report(out_dir, scored, metrics={k: metrics[k] for k in HEADLINE},
                           importance=fit.model.feature_importance(), threshold=fit.threshold,
                           cp_per_day=card_precision_at_k_per_day(scored, K), sections=sections,
-                          title=f"{settings.model_name}: test {split.describe()['test']}")
+                          title=f"{settings.registry.model_name}: test {split.describe()['test']}")
     clock.lap("report")
 
     registry = ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                             model_name=settings.model_name, gates=promotion_gates(settings))
+                             model_name=settings.registry.model_name, gates=settings.gates)
     test_id = frame_fingerprint(split.test)
     champ_version, champ_metrics, champ_note = _champion_on_test(registry, split, data, say)
     run_params = {**params.model_dump(), "trees": fit.model.best_iteration,
@@ -425,9 +395,9 @@ def train_and_register(
                                         alias=CHALLENGER, run_name=f"train-{stamp}")
     events = [event]
     version = int(event["version"])
-    say(f"registered {settings.model_name} v{version} as challenger")
+    say(f"registered {settings.registry.model_name} v{version} as challenger")
     result = TrainResult(
-        model_name=settings.model_name, version=version, metrics=metrics,
+        model_name=settings.registry.model_name, version=version, metrics=metrics,
         split=split.describe(), validation=fit.validation,
         parity_max_abs_diff=exported.parity.max_abs_diff, parity_rows=exported.parity.n_rows,
         report_path=report, test_data_id=test_id, champion_before=champ_version,

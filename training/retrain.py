@@ -164,11 +164,10 @@ class HandledKeys:
 
 def open_registry(settings: Settings) -> Any:
     """The configured model registry with the configured gates."""
-    from training.pipeline import promotion_gates
     from training.registry import ModelRegistry
 
     return ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                         model_name=settings.model_name, gates=promotion_gates(settings))
+                         model_name=settings.registry.model_name, gates=settings.gates)
 
 
 def champion_version(registry: Any) -> int | None:
@@ -193,10 +192,10 @@ def history_days(settings: Settings) -> int:
     >>> history_days(load_settings(retrain_history_days=10))
     10
     """
-    if settings.retrain_history_days:
-        return settings.retrain_history_days
-    return (settings.train_window_days
-            + 2 * (settings.train_delay_days + settings.train_test_days))
+    if settings.retrain.history_days:
+        return settings.retrain.history_days
+    return (settings.training.window_days
+            + 2 * (settings.training.delay_days + settings.training.test_days))
 
 
 @dataclass
@@ -213,15 +212,15 @@ def watermarks(settings: Settings, bootstrap: str, client_kwargs: Mapping[str, A
                ) -> Watermarks:
     from training.feature_log import watermark
 
-    return Watermarks(watermark(bootstrap, settings.topic_labels, client_kwargs),
-                      watermark(bootstrap, settings.topic_enriched, client_kwargs))
+    return Watermarks(watermark(bootstrap, settings.topics.labels, client_kwargs),
+                      watermark(bootstrap, settings.topics.enriched, client_kwargs))
 
 
 def wait_for_labels(need_ts: int, settings: Settings, bootstrap: str,
                     client_kwargs: Mapping[str, Any], say: Echo,
                     sleep: Callable[[float], None] = time.sleep) -> Watermarks:
     """Poll the watermarks until both reach ``need_ts`` or ``retrain_max_wait_s`` passes."""
-    deadline = time.monotonic() + settings.retrain_max_wait_s
+    deadline = time.monotonic() + settings.retrain.max_wait_s
     marks = watermarks(settings, bootstrap, client_kwargs)
     announced = False
     while not marks.reached(need_ts) and time.monotonic() < deadline:
@@ -229,10 +228,10 @@ def wait_for_labels(need_ts: int, settings: Settings, bootstrap: str,
             say(f"waiting for labels and features up to {_iso(need_ts)} (labels at "
                 f"{_iso(marks.labels)}, features at {_iso(marks.enriched)})")
             announced = True
-        sleep(min(settings.retrain_poll_s, max(0.0, deadline - time.monotonic())))
+        sleep(min(settings.retrain.poll_s, max(0.0, deadline - time.monotonic())))
         marks = watermarks(settings, bootstrap, client_kwargs)
     if not marks.reached(need_ts):
-        say(f"gave up waiting after {settings.retrain_max_wait_s:.0f} s: training on what has "
+        say(f"gave up waiting after {settings.retrain.max_wait_s:.0f} s: training on what has "
             f"arrived (labels at {_iso(marks.labels)})")
     return marks
 
@@ -249,14 +248,14 @@ def recent_training_set(settings: Settings, bootstrap: str, client_kwargs: Mappi
     from training.feature_log import read_topic, training_frame
 
     since = None if until_ts is None else until_ts - history_days(settings) * DAY_MS
-    labels = read_topic(bootstrap, settings.topic_labels, client_kwargs, since_ts=since)
-    enriched = read_topic(bootstrap, settings.topic_enriched, client_kwargs, since_ts=since)
+    labels = read_topic(bootstrap, settings.topics.labels, client_kwargs, since_ts=since)
+    enriched = read_topic(bootstrap, settings.topics.enriched, client_kwargs, since_ts=since)
     say(f"read {enriched.read:,} enriched and {labels.read:,} label records in "
         f"{enriched.seconds + labels.seconds:.1f} s ({len(enriched.records):,} and "
         f"{len(labels.records):,} since {_iso(since)})")
     return training_frame(enriched.records, labels.records, source={
-        "source": "kafka feature log", "enriched_topic": settings.topic_enriched,
-        "labels_topic": settings.topic_labels, "since": _iso(since),
+        "source": "kafka feature log", "enriched_topic": settings.topics.enriched,
+        "labels_topic": settings.topics.labels, "since": _iso(since),
         "malformed": enriched.malformed + labels.malformed})
 
 
@@ -286,9 +285,9 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     if seen is not None:
         return RetrainOutcome(key, "duplicate", f"already handled at {seen.get('at')}: "
                               f"{seen.get('status')}", lines=lines)
-    if request.model_name != settings.model_name:
+    if request.model_name != settings.registry.model_name:
         outcome = RetrainOutcome(key, "failed", f"event about model {request.model_name!r}, "
-                                 f"this worker trains {settings.model_name!r}")
+                                 f"this worker trains {settings.registry.model_name!r}")
         return _finish(handled, outcome, lines)
     champion = champion_version(registry)
     if _stale(request, champion):
@@ -299,8 +298,8 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     bootstrap = bootstrap or kafka_bootstrap(settings)
     client_kwargs = aiokafka_kwargs(settings)
     seconds: dict[str, float] = {}
-    if wait and request.event_ts is not None and settings.retrain_wait_days > 0:
-        need = request.event_ts + int(settings.retrain_wait_days * DAY_MS)
+    if wait and request.event_ts is not None and settings.retrain.wait_days > 0:
+        need = request.event_ts + int(settings.retrain.wait_days * DAY_MS)
         marks = wait_for_labels(need, settings, bootstrap, client_kwargs, say)
     else:
         marks = watermarks(settings, bootstrap, client_kwargs)
@@ -321,7 +320,7 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     seconds["read"] = round(time.perf_counter() - began - seconds["wait"], 2)
     report_dir = settings.data_dir / "training" / "reports" / f"retrain-{key[:16]}"
     try:
-        result = train_and_register(data, settings, promote=settings.retrain_auto_promote,
+        result = train_and_register(data, settings, promote=settings.retrain.auto_promote,
                                     publish=True, echo=say, report_dir=report_dir)
     except (ValueError, ParityError) as exc:
         outcome = RetrainOutcome(key, "failed", f"{type(exc).__name__}: {exc}",
@@ -330,7 +329,7 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     for line in result.lines():
         say(line)
     refused = list(result.refused)
-    if not settings.retrain_auto_promote and result.version is not None:
+    if not settings.retrain.auto_promote and result.version is not None:
         refused = ["auto-promotion off (FRAUDSTREAM_RETRAIN_AUTO_PROMOTE=false)"]
     seconds.update(result.timings)
     seconds["total"] = round(time.perf_counter() - began, 2)

@@ -52,7 +52,7 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
     rules = Rules.from_settings(settings)
     send = Sender(app)
     states = feature_states(app, "card", CardState, DEFAULT_SPEC,
-                            settings.card_allowed_lateness_s, settings)
+                            settings.features.card_allowed_lateness_s, settings)
 
     async def handle(event: Any) -> None:
         message = event.message
@@ -81,9 +81,11 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
         TRANSACTIONS_VALID.inc()
         STAGE_EVENTS.labels("card").inc()
 
+    worker = settings.worker
+
     @app.agent(topics.transactions, name="ingest")
     async def ingest(stream: Any) -> None:
-        await run_batches(stream, handle, topics.dlq, "card stage",
-                          settings.batch_max_events, settings.batch_max_wait_ms / 1000)
+        await run_batches(stream, handle, topics.dlq, "card stage", worker.batch_max_events,
+                          worker.batch_max_wait_ms / 1000)
 
     return ingest

@@ -47,31 +47,32 @@ log = logging.getLogger(__name__)
 
 def register(app: Any, topics: Topics, settings: Settings) -> None:
     """Attach the drift agents, their tables and the internal signals topic to ``app``."""
-    horizon_ms = settings.drift_join_horizon_s * 1000
-    feature_signals = [s for s in settings.drift_signals if s not in MODEL_SIGNALS]
+    horizon_ms = settings.drift.join_horizon_s * 1000
+    feature_signals = [s for s in settings.drift.signals if s not in MODEL_SIGNALS]
     rules = Rules.from_settings(settings)
     send = Sender(app)
-    max_events, max_wait_s = settings.batch_max_events, settings.batch_max_wait_ms / 1000
-    signals = app.topic(f"{settings.app_id}-drift-signals", partitions=settings.topic_partitions,
-                        replicas=settings.topic_replication, key_type=bytes, value_type=bytes,
+    worker = settings.worker
+    max_events, max_wait_s = worker.batch_max_events, worker.batch_max_wait_ms / 1000
+    signals = app.topic(f"{worker.app_id}-drift-signals", partitions=settings.topics.partitions,
+                        replicas=settings.topics.replication, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw", internal=True)
 
-    join_table = app.Table("drift-join", default=None, partitions=settings.topic_partitions,
+    join_table = app.Table("drift-join", default=None, partitions=settings.topics.partitions,
                            key_type=str)
     joins: KeyedStates[CardJoin] = KeyedStates(
         join_table,
-        new=lambda: CardJoin(horizon_ms, settings.drift_join_max_per_card, settings.drift_error),
-        load=lambda d: CardJoin.from_dict(d, horizon_ms, settings.drift_join_max_per_card,
-                                          settings.drift_error),
-        dump=lambda j: j.to_dict(), max_cached=settings.state_cache_keys,
+        new=lambda: CardJoin(horizon_ms, settings.drift.join_max_per_card, settings.drift.error),
+        load=lambda d: CardJoin.from_dict(d, horizon_ms, settings.drift.join_max_per_card,
+                                          settings.drift.error),
+        dump=lambda j: j.to_dict(), max_cached=settings.features.state_cache_keys,
         write=changelog_writer(app, join_table))
     monitor_table = app.Table("drift-monitor", default=None,
-                              partitions=settings.topic_partitions, key_type=str)
+                              partitions=settings.topics.partitions, key_type=str)
 
     def new_monitor(name: str, data: Any = None) -> ModelMonitor:
-        return ModelMonitor.from_dict(data, name, settings.drift_signals,
-                                      settings.drift_adwin_delta, settings.drift_adwin_clock,
-                                      settings.drift_cooldown_s)
+        return ModelMonitor.from_dict(data, name, settings.drift.signals,
+                                      settings.drift.adwin_delta, settings.drift.adwin_clock,
+                                      settings.drift.cooldown_s)
 
     monitors: dict[str, KeyedStates[ModelMonitor]] = {}
 
@@ -136,7 +137,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
             return
         await joins.save(rec["card_id"], join, -1)
         values = {name: rec["features"].get(name) for name in feature_signals}
-        await forward(settings.model_name, {"k": "f", "txn_id": rec["txn_id"],
+        await forward(settings.registry.model_name, {"k": "f", "txn_id": rec["txn_id"],
                                             "event_ts": int(rec["ts"]), "features": values})
         DRIFT_INPUTS.labels("features", "fed").inc()
 

@@ -32,7 +32,7 @@ def _child(record: dict[str, Any], settings: Settings, conn: Any) -> None:
     """Entry point of the training process: run the retrain, send the outcome back."""
     import logging as child_logging
 
-    child_logging.basicConfig(level=settings.log_level,
+    child_logging.basicConfig(level=settings.worker.log_level,
                               format="[%(asctime)s] [retrain %(process)d] %(message)s")
     from training.retrain import handle_record
 
@@ -71,7 +71,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
     """Attach the retrain agent to ``app``."""
 
     async def retrain_one(record: dict[str, Any]) -> Any:
-        if settings.retrain_executor == "process":
+        if settings.retrain.executor == "process":
             return await in_child_process(record, settings)
         from training.retrain import handle_record
 

@@ -66,12 +66,12 @@ def build_holder(settings: Settings) -> ModelHolder:
         from training.registry import ModelRegistry
 
         return ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                             model_name=settings.model_name)
+                             model_name=settings.registry.model_name)
 
     source = RegistrySource(registry, DEFAULT_SPEC.names, DEFAULT_SPEC.version,
-                            threads=settings.score_intra_op_threads,
-                            threshold=settings.score_threshold,
-                            warmup_batch=settings.score_batch_max_events)
+                            threads=settings.scoring.intra_op_threads,
+                            threshold=settings.scoring.threshold,
+                            warmup_batch=settings.scoring.batch_max_events)
     return ModelHolder(source)
 
 
@@ -101,9 +101,9 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
     reloader = Reloader(holder)
     app.fraudstream_models = holder
     app.fraudstream_reloader = reloader
-    policy = SplitPolicy(settings.score_mode, settings.challenger_share)
+    policy = SplitPolicy(settings.scoring.mode, settings.scoring.challenger_share)
     send = Sender(app)
-    where = f"model {settings.model_name!r} alias 'champion' in MLflow"
+    where = f"model {settings.registry.model_name!r} alias 'champion' in MLflow"
 
     def leaving() -> bool:
         return bool(app.should_stop or getattr(app, "rebalancing", False))
@@ -141,7 +141,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
         SCORING_HELD.set(n_events)
         paused = pause_input()
         warned = False
-        retry = min(HOLD_RETRY_S, settings.model_poll_interval_s or HOLD_RETRY_S)
+        retry = min(HOLD_RETRY_S, settings.scoring.model_poll_interval_s or HOLD_RETRY_S)
         try:
             while not leaving():
                 await reloader.refresh("no champion")
@@ -163,7 +163,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
                 await resume_input(paused)
 
     async def without_model(events: list[Any]) -> None:
-        if settings.score_no_model == "dlq":
+        if settings.scoring.no_model == "dlq":
             for event in events:
                 await dead_letter(topics.dlq, event.message,
                                   Rejection("no_model", f"no loadable champion ({where})"))
@@ -184,7 +184,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
     async def score(events: list[Any]) -> None:
         champion, challenger = holder.snapshot()
         if champion is None:
-            if settings.score_no_model != "hold":
+            if settings.scoring.no_model != "hold":
                 await without_model(events)
                 return
             if not await wait_for_champion(len(events)):
@@ -225,8 +225,8 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
 
     @app.agent(topics.enriched, name="scoring")
     async def scoring(stream: Any) -> None:
-        async for events in stream.take_events(settings.score_batch_max_events,
-                                               within=settings.score_batch_max_wait_ms / 1000):
+        async for events in stream.take_events(settings.scoring.batch_max_events,
+                                               within=settings.scoring.batch_max_wait_ms / 1000):
             await score(events)
 
     @app.agent(topics.model_updates, name="model-updates")
@@ -240,7 +240,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
                             "%s[%s]@%s", event.message.topic, event.message.partition,
                             event.message.offset)
                 continue
-            if name != settings.model_name:
+            if name != settings.registry.model_name:
                 continue
             await reloader.refresh(f"model-updates: {update.get('action')} "
                                    f"v{update.get('version')} {update.get('alias')}")
@@ -254,10 +254,10 @@ def register(app: Any, topics: Topics, settings: Settings) -> ModelHolder:
                       {"hold": "holds events until one loads",
                        "dlq": "dead-letters events with reason no_model",
                        "fail_open": "publishes explicit fail-open records"}[
-                           settings.score_no_model])
+                           settings.scoring.no_model])
 
-    if settings.model_poll_interval_s > 0:
-        @app.timer(settings.model_poll_interval_s)
+    if settings.scoring.model_poll_interval_s > 0:
+        @app.timer(settings.scoring.model_poll_interval_s)
         async def poll_aliases() -> None:
             await reloader.refresh("poll")
 

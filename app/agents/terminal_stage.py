@@ -65,11 +65,11 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
     names = spec.names
     rules = Rules.from_settings(settings)
     states = feature_states(app, "terminal", TerminalState, spec,
-                            settings.terminal_allowed_lateness_s, settings)
+                            settings.features.terminal_allowed_lateness_s, settings)
 
     send = Sender(app)
-    batch: dict[str, Any] = {"max_events": settings.batch_max_events,
-             "max_wait_s": settings.batch_max_wait_ms / 1000}
+    batch: dict[str, Any] = {"max_events": settings.worker.batch_max_events,
+             "max_wait_s": settings.worker.batch_max_wait_ms / 1000}
 
     async def route_label(event: Any) -> None:
         label = validate_label(event.value, rules)

@@ -40,12 +40,12 @@ def _reference(model: Path | None, reference: Path | None, version: str) -> tupl
 
     settings = get_settings()
     registry = ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                             model_name=settings.model_name)
+                             model_name=settings.registry.model_name)
     info = registry.get_version(version)
     assert info.local_path is not None
     meta = read_metadata(info.local_path.read_bytes())
     return (json.loads(meta.get("reference_stats") or "{}"),
-            f"{settings.model_name} v{info.version}")
+            f"{settings.registry.model_name} v{info.version}")
 
 
 def _live_from_file(path: Path) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def _live_from_topic(limit: int, timeout: float) -> dict[str, Any]:
     from infra.kafka_io import consume
 
     settings = get_settings()
-    records = consume(kafka_bootstrap(settings), settings.topic_enriched, expected=limit,
+    records = consume(kafka_bootstrap(settings), settings.topics.enriched, expected=limit,
                       timeout=timeout, settle=0, idle=3.0)[-limit:]
     columns: dict[str, list[float]] = {}
     for rec in records:

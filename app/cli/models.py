@@ -10,13 +10,12 @@ import click
 
 def _registry() -> Any:
     from config.settings import get_settings
-    from training.pipeline import promotion_gates
     from training.registry import ModelRegistry
 
     settings = get_settings()
     return settings, ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                                   model_name=settings.model_name,
-                                   gates=promotion_gates(settings))
+                                   model_name=settings.registry.model_name,
+                                   gates=settings.gates)
 
 
 def _publish(settings: Any, event: dict) -> None:
@@ -50,7 +49,7 @@ def list_(as_json: bool) -> None:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     if not versions:
-        click.echo(f"no versions of {settings.model_name} in {settings.tracking_uri}")
+        click.echo(f"no versions of {settings.registry.model_name} in {settings.tracking_uri}")
         return
     if not as_json:
         click.echo(f"{'version':>7}  {'aliases':<22}{'auc_roc':>9}{'ap':>9}{'cp@100':>9}  "
@@ -112,7 +111,7 @@ def promote(version: int, alias: str, force: bool, publish: bool) -> None:
         raise click.ClickException(str(exc)) from None
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{settings.model_name}: {alias} -> v{event['version']}"
+    click.echo(f"{settings.registry.model_name}: {alias} -> v{event['version']}"
                + (" (forced)" if force else ""))
     if publish:
         _publish(settings, event)
@@ -130,7 +129,7 @@ def rollback(publish: bool) -> None:
         event = registry.rollback()
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{settings.model_name}: champion rolled back to v{event['version']}")
+    click.echo(f"{settings.registry.model_name}: champion rolled back to v{event['version']}")
     if publish:
         _publish(settings, event)
 

@@ -135,7 +135,7 @@ def tail_command(fraud_only: bool, card: str | None, from_beginning: bool,
         return keep(record, fraud_only=fraud_only, card=card, include_shadow=shadow)
 
     try:
-        asyncio.run(tail(bootstrap, settings.topic_predictions, aiokafka_kwargs(settings),
+        asyncio.run(tail(bootstrap, settings.topics.predictions, aiokafka_kwargs(settings),
                          from_beginning=from_beginning, max_records=max_records, idle_s=idle,
                          emit=emit, accept=accept))
     except KeyboardInterrupt:  # pragma: no cover - interactive

@@ -90,21 +90,21 @@ def command(once: bool, now: bool, wait: bool) -> None:
     bootstrap = kafka_bootstrap(settings)
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
     if now:
-        outcome = run_retrain(RetrainRequest.manual(settings.model_name), settings, wait=False,
-                              echo=echo, bootstrap=bootstrap)
+        outcome = run_retrain(RetrainRequest.manual(settings.registry.model_name), settings,
+                              wait=False, echo=echo, bootstrap=bootstrap)
         click.echo(outcome.summary())
         if outcome.status == "failed":
             raise SystemExit(1)
         return
-    if settings.retrain_mode == "off":
+    if settings.retrain.mode == "off":
         raise click.ClickException("FRAUDSTREAM_RETRAIN_MODE=off: retrain events are not "
                                    "handled (use --now to retrain anyway)")
-    if settings.retrain_mode == "agent":
+    if settings.retrain.mode == "agent":
         click.echo("note: FRAUDSTREAM_RETRAIN_MODE=agent, workers handle these events too; "
                    "the idempotency keys keep an event from being trained twice", err=True)
     loop = asyncio.new_event_loop()  # its own loop: run_retrain uses asyncio.run inside
     consumer, messages = loop.run_until_complete(_pending(
-        bootstrap, settings.topic_retrain, f"{settings.app_id}-retrain",
+        bootstrap, settings.topics.retrain, f"{settings.worker.app_id}-retrain",
         aiokafka_kwargs(settings)))
     try:
         click.echo(f"{len(messages)} pending model-retrain event(s)", err=True)

@@ -28,7 +28,7 @@ def kafka_target() -> tuple[str, dict[str, Any], tuple[str, str]]:
     bootstrap = kafka_bootstrap(settings)
     ensure_topics(bootstrap, settings)
     return (bootstrap, aiokafka_kwargs(settings),
-            (settings.topic_transactions, settings.topic_labels))
+            (settings.topics.transactions, settings.topics.labels))
 
 
 @contextmanager

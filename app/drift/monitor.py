@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.drift.detector import Detection, SignalDetector
-
-MODEL_SIGNALS = ("score", "error")
+from config.monitoring import MODEL_SIGNALS
 
 
 class RecentIds:

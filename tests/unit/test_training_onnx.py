@@ -120,7 +120,7 @@ def test_parity_failure_is_an_error(exported, frame):
 
 
 def test_training_is_reproducible(frame):
-    p = LGBMParams(num_boost_round=30)
+    p = LGBMParams(num_boost_round=30, imbalance="scale_pos_weight")
     a = train_lgbm(frame, TOY_FEATURES, p, progress=False)
     b = train_lgbm(frame, TOY_FEATURES, p, progress=False)
     assert a.booster.model_to_string() == b.booster.model_to_string()

@@ -26,7 +26,7 @@ EVENT_KEYS = {"model_name", "action", "version", "alias", "artifact_uri", "sha25
 def trained(tmp_path_factory):
     frame = make_toy_transactions(n_cards=300, n_days=28, seed=5)
     split = handbook_split(frame, "2018-07-01", valid_days=2)
-    model = train_lgbm(split.train, TOY_FEATURES, LGBMParams(num_boost_round=150),
+    model = train_lgbm(split.train, TOY_FEATURES, LGBMParams(num_boost_round=150, num_leaves=31),
                        valid=split.valid, progress=False)
     scored = split.test.assign(score=model.predict(split.test))
     metrics = evaluate(scored, k=100)
