@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from app.metrics import TRANSACTIONS_INVALID, TRANSACTIONS_LATE
-from app.validation import Rejection
+from contracts.rejections import Rejection
 
 log = logging.getLogger(__name__)
 

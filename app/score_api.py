@@ -25,7 +25,8 @@ from typing import Any
 from app.metrics import SCORE_REQUESTS
 from app.scoring.online import FeaturesUnavailable, assemble, read_rows
 from app.scoring.records import decide
-from app.validation import Rejection, Rules, validate
+from contracts.rejections import Rejection
+from contracts.transactions import Rules, validate
 from features.spec import DEFAULT_SPEC
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def register(app: Any, settings: Any) -> None:
     """Attach ``POST /score`` to ``app`` (it finds the models the scoring agent registered)."""
     from faust.web import View
 
-    rules = Rules.from_settings(settings)
+    rules = Rules.from_settings(settings.validation)
     reader = FeastReader(settings)
     max_age_ms = settings.scoring.max_feature_age_s * 1000
     app.fraudstream_feast_reader = reader

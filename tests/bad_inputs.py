@@ -1,7 +1,7 @@
 """The bad-input table: each case is raw record bytes and the dead-letter reason it must get.
 
-Shared by the unit test of :func:`app.validation.validate` and the integration test that sends
-every case through a real broker and a real worker.
+Shared by the unit test of :func:`contracts.transactions.validate` and the integration test
+that sends every case through a real broker and a real worker.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.dlq import dead_letter
 from app.faust_tuning import event_context
-from app.validation import Rejection
+from contracts.rejections import Rejection
 
 log = logging.getLogger(__name__)
 

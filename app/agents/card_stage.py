@@ -31,8 +31,9 @@ from app.dlq import dead_letter, send_late
 from app.keyed_state import feature_states
 from app.metrics import STAGE_EVENTS, TRANSACTIONS_DUPLICATE, TRANSACTIONS_VALID
 from app.topics import Topics
-from app.validation import Rejection, Rules, validate
 from config.settings import Settings
+from contracts.rejections import Rejection
+from contracts.transactions import Rules, validate
 from features.card import CardState
 from features.lateness import Arrival
 from features.spec import DEFAULT_SPEC
@@ -49,7 +50,7 @@ def source_ts_ms(message: Any) -> int | None:
 
 def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = None) -> Any:
     """Attach the ingest agent and its ``card-state`` table to ``app``."""
-    rules = Rules.from_settings(settings)
+    rules = Rules.from_settings(settings.validation)
     send = Sender(app)
     states = feature_states(app, "card", CardState, DEFAULT_SPEC,
                             settings.features.card_allowed_lateness_s, settings)

@@ -39,8 +39,9 @@ from app.faust_tuning import event_context
 from app.keyed_state import KeyedStates, changelog_writer
 from app.metrics import DRIFT_DETECTIONS, DRIFT_INPUTS, DRIFT_MEAN, DRIFT_WIDTH
 from app.topics import Topics
-from app.validation import Rejection, Rules, validate_label
 from config.settings import Settings
+from contracts.rejections import Rejection
+from contracts.transactions import Rules, validate_label
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
     """Attach the drift agents, their tables and the internal signals topic to ``app``."""
     horizon_ms = settings.drift.join_horizon_s * 1000
     feature_signals = [s for s in settings.drift.signals if s not in MODEL_SIGNALS]
-    rules = Rules.from_settings(settings)
+    rules = Rules.from_settings(settings.validation)
     send = Sender(app)
     worker = settings.worker
     max_events, max_wait_s = worker.batch_max_events, worker.batch_max_wait_ms / 1000

@@ -46,8 +46,8 @@ from app.scoring.records import encode, fail_open_record
 from app.scoring.scorer import score_batch, source_ts
 from app.scoring.split import SplitPolicy
 from app.topics import Topics
-from app.validation import Rejection
 from config.settings import Settings
+from contracts.rejections import Rejection
 from features.spec import DEFAULT_SPEC
 
 log = logging.getLogger(__name__)

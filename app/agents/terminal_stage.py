@@ -33,8 +33,9 @@ from app.dlq import dead_letter, send_late
 from app.keyed_state import feature_states
 from app.metrics import LABELS_APPLIED, STAGE_EVENTS
 from app.topics import Topics
-from app.validation import Rejection, Rules, validate_label
 from config.settings import Settings
+from contracts.rejections import Rejection
+from contracts.transactions import Rules, validate_label
 from features.lateness import Arrival
 from features.spec import DEFAULT_SPEC
 from features.terminal import TerminalState
@@ -63,7 +64,7 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
     """Attach the label router, the label and feature agents and their table to ``app``."""
     spec = DEFAULT_SPEC
     names = spec.names
-    rules = Rules.from_settings(settings)
+    rules = Rules.from_settings(settings.validation)
     states = feature_states(app, "terminal", TerminalState, spec,
                             settings.features.terminal_allowed_lateness_s, settings)
 

@@ -18,7 +18,7 @@ from app.scoring.models import LoadedModel
 from app.scoring.records import prediction_record
 from app.scoring.split import CHALLENGER, CHAMPION, SplitPolicy
 from app.scoring.vectors import parse_batch
-from app.validation import Rejection
+from contracts.rejections import Rejection
 
 
 @dataclass

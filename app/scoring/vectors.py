@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from app.validation import Rejection
+from contracts.rejections import Rejection
 
 REQUIRED = ("txn_id", "card_id", "terminal_id", "ts", "features")
 

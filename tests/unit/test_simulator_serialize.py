@@ -38,7 +38,7 @@ def test_label_values_round_trip(sim):
 
 
 def test_values_pass_the_pipeline_validator(sim):
-    validation = pytest.importorskip("app.validation")
+    validation = pytest.importorskip("contracts.transactions")
     rules = validation.Rules(max_amount=50_000, currencies=frozenset({"EUR"}),
                              max_future_skew_ms=0, max_payload_bytes=4096)
     table = sim.transactions()

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from app.validation import REASONS, Rejection, Rules, Transaction, validate
+from contracts.rejections import REASONS, Rejection
+from contracts.transactions import Rules, Transaction, validate
 from tests.bad_inputs import BAD_INPUTS, GOOD_INPUTS, MAX_PAYLOAD, VALID
 
 NOW_MS = 1_700_000_000_000

@@ -1,10 +1,11 @@
-"""The transaction contract, and strict validation of raw record values at the edge.
+"""The transaction and label contract, and strict validation of raw record values at the edge.
 
 A record value is parsed straight from its bytes with pydantic in strict mode (JSON numbers
 only where numbers are expected, no NaN or Infinity anywhere). The outcome is either a
-:class:`Transaction` or a :class:`Rejection` with a machine-readable ``reason`` (one of
-:data:`REASONS`) and a human-readable ``error``. Neither ever contains the payload: it is card
-data, and the original bytes travel only to the dead-letter topic.
+:class:`Transaction` or a :class:`~contracts.rejections.Rejection` with a machine-readable
+``reason`` (one of :data:`~contracts.rejections.REASONS`) and a human-readable ``error``.
+Neither ever contains the payload: it is card data, and the original bytes travel only to the
+dead-letter topic.
 
 Event time (``ts``) is accepted as ISO-8601 with a time-zone offset or as epoch milliseconds,
 and normalised to integer epoch milliseconds (UTC).
@@ -30,24 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-#: Reasons a record is dead-lettered, from most to least fundamental.
-REASONS = (
-    "null_value",
-    "payload_too_large",
-    "not_utf8",
-    "malformed_json",
-    "not_an_object",
-    "non_finite_number",
-    "missing_field",
-    "wrong_type",
-    "invalid_amount",
-    "unknown_currency",
-    "invalid_coordinates",
-    "invalid_timestamp",
-    "future_timestamp",
-    "invalid_field",
-    "processing_error",
-)
+from contracts.rejections import REASONS, Rejection
 
 #: Earliest accepted event time: 2000-01-01T00:00:00Z in epoch ms. Catches epoch *seconds*.
 MIN_TS_MS = 946_684_800_000
@@ -75,7 +59,7 @@ class Transaction(BaseModel):
 
 @dataclass(frozen=True)
 class Rules:
-    """The configurable part of validation (built from the settings)."""
+    """The configurable part of validation (from the ``validation`` settings section)."""
 
     max_amount: float
     currencies: frozenset[str]
@@ -83,21 +67,14 @@ class Rules:
     max_payload_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Rules:
+    def from_settings(cls, validation: Any) -> Rules:
+        """Rules from a :class:`config.stream.ValidationSettings` (or anything with its fields)."""
         return cls(
-            max_amount=float(settings.validation.max_amount),
-            currencies=frozenset(settings.validation.currencies),
-            max_future_skew_ms=int(settings.validation.max_future_skew_s) * 1000,
-            max_payload_bytes=int(settings.validation.max_payload_bytes),
+            max_amount=float(validation.max_amount),
+            currencies=frozenset(validation.currencies),
+            max_future_skew_ms=int(validation.max_future_skew_s) * 1000,
+            max_payload_bytes=int(validation.max_payload_bytes),
         )
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a record was refused. ``error`` names fields, never their values."""
-
-    reason: str
-    error: str
 
 
 def _reject(reason: str, error: str) -> Rejection:
