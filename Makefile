@@ -31,7 +31,7 @@ test-unit: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy config contracts features training app infra simulator bench
+	$(VENV)/bin/mypy config contracts features models training app infra simulator bench
 
 bench: $(STAMP)
 	$(VENV)/bin/fraudstream bench

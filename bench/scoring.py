@@ -216,7 +216,7 @@ def naive(n: int = 2_000) -> dict:
     from infra.feast_env import apply
     from infra.processes import start_redis
     models = _models()
-    from training.onnx_export import load_onnx_model
+    from models.serving import load_onnx_model
 
     exported = models.train(seed=1, rounds=100)
     scorer = load_onnx_model(exported.onnx_bytes, list(exported.feature_names),

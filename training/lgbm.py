@@ -35,6 +35,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from config.training import LGBMParams
+from models.serving import as_matrix
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +60,6 @@ class TrainedModel:
         values = self.booster.feature_importance(importance_type=kind)
         return pd.Series(values, index=self.feature_names, name=kind).sort_values(
             ascending=False)
-
-
-def as_matrix(data: pd.DataFrame | np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
-    """float32 C-ordered matrix of the features in the given order (what ONNX receives).
-
-    >>> as_matrix(pd.DataFrame({"b": [1, 2], "a": [3, 4]}), ["a", "b"]).tolist()
-    [[3.0, 1.0], [4.0, 2.0]]
-    """
-    if isinstance(data, pd.DataFrame):
-        missing = [c for c in feature_names if c not in data.columns]
-        if missing:
-            raise KeyError(f"feature columns missing from frame: {missing}")
-        data = data.loc[:, list(feature_names)].to_numpy(dtype=np.float32)
-    matrix = np.ascontiguousarray(data, dtype=np.float32)
-    if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
-        raise ValueError(f"expected [n, {len(feature_names)}] features, got {matrix.shape}")
-    return matrix
 
 
 def _float32_floor(value: float) -> float:

@@ -276,8 +276,8 @@ def prequential_start(frame: pd.DataFrame, train_start: date, n_folds: int,
 def _champion_on_test(registry, split: Split, data: TrainingFrame, echo: Echo,
                       ) -> tuple[int | None, dict[str, float] | None, str | None]:
     """The current champion's metrics on this test split (None when there is no champion)."""
-    from training.onnx_export import ModelMismatchError
-    from training.registry import CHAMPION, RegistryError
+    from models.registry import CHAMPION, RegistryError
+    from models.serving import ModelMismatchError
 
     try:
         info = registry.get_version(CHAMPION, verify=False)
@@ -315,10 +315,10 @@ def train_and_register(
     adds that many test weeks' mean ± std. Raises :class:`training.onnx_export.ParityError`
     (nothing registered) when ONNX and LightGBM disagree.
     """
-    from training.events import publish_model_updates
+    from models.events import publish_model_updates
+    from models.registry import CHALLENGER, open_registry
     from training.onnx_export import export_model
     from training.refstats import reference_stats
-    from training.registry import CHALLENGER, ModelRegistry
     from training.report import write_report
 
     say = echo or log.info
@@ -382,8 +382,7 @@ def train_and_register(
                           title=f"{settings.registry.model_name}: test {split.describe()['test']}")
     clock.lap("report")
 
-    registry = ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                             model_name=settings.registry.model_name, gates=settings.gates)
+    registry = open_registry(settings)
     test_id = frame_fingerprint(split.test)
     champ_version, champ_metrics, champ_note = _champion_on_test(registry, split, data, say)
     run_params = {**params.model_dump(), "trees": fit.model.best_iteration,

@@ -3,8 +3,9 @@
 Pure orchestration, no Faust: the retrain agent (:mod:`app.agents.retrain`) and ``fraudstream
 retrain`` both call :func:`run_retrain`. For one event:
 
-1. **Idempotency**: the event's ``idempotency_key`` is looked up in the registered model's tags
-   (``retrain.<key>``, with the outcome as JSON). A key already there is skipped, so a
+1. **Idempotency**: the event's ``idempotency_key`` is looked up in the registry
+   (:meth:`models.registry.ModelRegistry.handled_retrain`: the registered model's tag
+   ``retrain.<key>``, with the outcome as JSON). A key already there is skipped, so a
    redelivered event (at-least-once upstream) retrains nothing twice, on any worker.
 2. **Staleness**: an event about another version than the current champion (the drift of a
    model that has been replaced since) is skipped and recorded.
@@ -27,21 +28,22 @@ retrain forever; ``fraudstream retrain --now`` forces a new one.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover - MLflow's import takes seconds: imported when used
+    from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-TAG_PREFIX = "retrain."
 Echo = Callable[[str], None]
 
 
@@ -134,44 +136,8 @@ class RetrainOutcome:
                 "at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-# -- idempotency store: tags of the registered model -----------------------------------------
-
-
-class HandledKeys:
-    """Handled retrain keys as registered-model tags ``retrain.<key>`` (shared by all workers)."""
-
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            tags = self.registry.client.get_registered_model(self.registry.model_name).tags
-        except MlflowException:
-            return None
-        raw = tags.get(TAG_PREFIX + key)
-        return None if raw is None else json.loads(raw)
-
-    def put(self, key: str, outcome: RetrainOutcome) -> None:
-        self.registry._ensure_registered_model()
-        self.registry.client.set_registered_model_tag(
-            self.registry.model_name, TAG_PREFIX + key, json.dumps(outcome.record()))
-        if outcome.version is not None:
-            self.registry.client.set_model_version_tag(
-                self.registry.model_name, str(outcome.version), "retrain.idempotency_key", key)
-
-
-def open_registry(settings: Settings) -> Any:
-    """The configured model registry with the configured gates."""
-    from training.registry import ModelRegistry
-
-    return ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                         model_name=settings.registry.model_name, gates=settings.gates)
-
-
-def champion_version(registry: Any) -> int | None:
-    from training.registry import CHAMPION, RegistryError
+def champion_version(registry: ModelRegistry) -> int | None:
+    from models.registry import CHAMPION, RegistryError
 
     try:
         return int(registry.get_version(CHAMPION, verify=False).version)
@@ -268,6 +234,7 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     retrain that cannot be done: the outcome says why, and it is recorded under the key."""
     from config.endpoints import kafka_bootstrap
     from config.security import aiokafka_kwargs
+    from models.registry import open_registry
     from training.onnx_export import ParityError
     from training.pipeline import train_and_register
 
@@ -280,20 +247,19 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     began = time.perf_counter()
     key = request.idempotency_key
     registry = open_registry(settings)
-    handled = HandledKeys(registry)
-    seen = handled.get(key)
+    seen = registry.handled_retrain(key)
     if seen is not None:
         return RetrainOutcome(key, "duplicate", f"already handled at {seen.get('at')}: "
                               f"{seen.get('status')}", lines=lines)
     if request.model_name != settings.registry.model_name:
         outcome = RetrainOutcome(key, "failed", f"event about model {request.model_name!r}, "
                                  f"this worker trains {settings.registry.model_name!r}")
-        return _finish(handled, outcome, lines)
+        return _finish(registry, outcome, lines)
     champion = champion_version(registry)
     if _stale(request, champion):
         outcome = RetrainOutcome(key, "stale", f"event about v{request.model_version}, the "
                                  f"champion is v{champion} now", champion_before=champion)
-        return _finish(handled, outcome, lines)
+        return _finish(registry, outcome, lines)
 
     bootstrap = bootstrap or kafka_bootstrap(settings)
     client_kwargs = aiokafka_kwargs(settings)
@@ -309,7 +275,7 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
         outcome = RetrainOutcome(key, "stale", f"event about v{request.model_version}, the "
                                  f"champion became v{champion} while waiting",
                                  champion_before=champion, seconds=seconds)
-        return _finish(handled, outcome, lines)
+        return _finish(registry, outcome, lines)
 
     data = recent_training_set(settings, bootstrap, client_kwargs, marks.labels, say)
     data.source.update({"trigger": key, "signal": request.signal or "manual",
@@ -325,7 +291,7 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     except (ValueError, ParityError) as exc:
         outcome = RetrainOutcome(key, "failed", f"{type(exc).__name__}: {exc}",
                                  champion_before=champion, seconds=seconds)
-        return _finish(handled, outcome, lines)
+        return _finish(registry, outcome, lines)
     for line in result.lines():
         say(line)
     refused = list(result.refused)
@@ -338,7 +304,7 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
         champion_before=result.champion_before, metrics=dict(result.metrics),
         champion_metrics=dict(result.champion_metrics or {}),
         window={**result.split, "rows": len(data)}, seconds=seconds)
-    return _finish(handled, outcome, lines)
+    return _finish(registry, outcome, lines)
 
 
 def _stale(request: RetrainRequest, champion: int | None) -> bool:
@@ -346,8 +312,8 @@ def _stale(request: RetrainRequest, champion: int | None) -> bool:
             and request.model_version != str(champion))
 
 
-def _finish(handled: HandledKeys, outcome: RetrainOutcome, lines: list[str]) -> RetrainOutcome:
-    handled.put(outcome.key, outcome)
+def _finish(registry: ModelRegistry, outcome: RetrainOutcome, lines: list[str]) -> RetrainOutcome:
+    registry.mark_retrain_handled(outcome.key, outcome.record(), outcome.version)
     outcome.lines = lines + [outcome.summary()]
     log.info("%s", outcome.summary())
     return outcome

@@ -63,10 +63,9 @@ def build_holder(settings: Settings) -> ModelHolder:
         if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
             raise FileNotFoundError(f"no MLflow registry at {uri} (train and register a model "
                                     "first, or set MLFLOW_TRACKING_URI)")
-        from training.registry import ModelRegistry
+        from models.registry import open_registry
 
-        return ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                             model_name=settings.registry.model_name)
+        return open_registry(settings)
 
     source = RegistrySource(registry, DEFAULT_SPEC.names, DEFAULT_SPEC.version,
                             threads=settings.scoring.intra_op_threads,

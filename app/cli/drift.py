@@ -31,16 +31,15 @@ def _reference(model: Path | None, reference: Path | None, version: str) -> tupl
     if reference is not None:
         return json.loads(reference.read_text()), str(reference)
     if model is not None:
-        from training.onnx_export import read_metadata
+        from models.serving import read_metadata
 
         meta = read_metadata(model.read_bytes())
         return json.loads(meta.get("reference_stats") or "{}"), str(model)
-    from training.onnx_export import read_metadata
-    from training.registry import ModelRegistry
+    from models.registry import open_registry
+    from models.serving import read_metadata
 
     settings = get_settings()
-    registry = ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                             model_name=settings.registry.model_name)
+    registry = open_registry(settings)
     info = registry.get_version(version)
     assert info.local_path is not None
     meta = read_metadata(info.local_path.read_bytes())

@@ -10,16 +10,14 @@ import click
 
 def _registry() -> Any:
     from config.settings import get_settings
-    from training.registry import ModelRegistry
+    from models.registry import open_registry
 
     settings = get_settings()
-    return settings, ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
-                                   model_name=settings.registry.model_name,
-                                   gates=settings.gates)
+    return settings, open_registry(settings)
 
 
 def _publish(settings: Any, event: dict) -> None:
-    from training.events import publish_model_updates
+    from models.events import publish_model_updates
 
     click.echo(publish_model_updates([event], settings).line())
 
@@ -41,7 +39,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per version.")
 def list_(as_json: bool) -> None:
     """Every version, oldest first, with aliases and test metrics."""
-    from training.registry import RegistryError
+    from models.registry import RegistryError
 
     settings, registry = _registry()
     try:
@@ -70,7 +68,7 @@ def list_(as_json: bool) -> None:
 @click.argument("ref", default="champion")
 def show(ref: str) -> None:
     """One version (number or alias, default champion): files, features, metrics."""
-    from training.registry import RegistryError
+    from models.registry import RegistryError
 
     _, registry = _registry()
     try:
@@ -102,7 +100,7 @@ def promote(version: int, alias: str, force: bool, publish: bool) -> None:
     champion itself), otherwise the promotion is refused.
     """
     from config.gates import PromotionRefused
-    from training.registry import RegistryError
+    from models.registry import RegistryError
 
     settings, registry = _registry()
     try:
@@ -122,7 +120,7 @@ def promote(version: int, alias: str, force: bool, publish: bool) -> None:
               help="Send a model-updates event.")
 def rollback(publish: bool) -> None:
     """Give champion back to the previous champion."""
-    from training.registry import RegistryError
+    from models.registry import RegistryError
 
     settings, registry = _registry()
     try:

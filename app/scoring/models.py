@@ -4,7 +4,7 @@ A :class:`ModelHolder` has one :class:`ModelSlot` per alias (``champion``, ``cha
 :meth:`ModelHolder.plan` (blocking: run it in a thread) asks the source which version each
 alias names; for a version the slot does not serve yet it loads the model: SHA-256 of the bytes
 against the registered one, feature list and order, feature-spec version, graph signature
-(:func:`training.onnx_export.load_onnx_model`), a decision threshold, and a warm-up run whose
+(:func:`models.serving.load_onnx_model`), a decision threshold, and a warm-up run whose
 scores must be finite and within [0, 1]. :meth:`ModelHolder.apply` then installs what loaded.
 It runs on the event loop between two micro-batches, and each batch scores with the models it
 took at its start (:meth:`ModelHolder.snapshot`), so a batch never mixes versions and every
@@ -56,7 +56,7 @@ class LoadedModel:
     threshold: float
     spec_version: str
     feature_names: tuple[str, ...]
-    scorer: Any = field(repr=False)  # training.onnx_export.OnnxScorer (one ORT session)
+    scorer: Any = field(repr=False)  # models.serving.OnnxScorer (one ORT session)
     loaded_at: float = field(default_factory=time.time)
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
@@ -226,7 +226,7 @@ class ModelHolder:
 
 
 class RegistrySource:
-    """Models from the MLflow registry (:class:`training.registry.ModelRegistry`).
+    """Models from the MLflow registry (:class:`models.registry.ModelRegistry`).
 
     ``registry`` may be a function that returns one (MLflow's import takes seconds: the worker
     makes it in a thread at the first refresh). ``threshold``: a fixed decision threshold;
@@ -251,17 +251,10 @@ class RegistrySource:
         return self._registry
 
     def resolve(self, alias: str) -> tuple[int, str] | None:
-        from mlflow.exceptions import MlflowException
-
-        client, name = self.registry.client, self.registry.model_name
-        try:
-            mv = client.get_model_version_by_alias(name, alias)
-        except MlflowException:
-            return None
-        return int(mv.version), mv.tags.get("sha256", "")
+        return self.registry.resolve_alias(alias)
 
     def load(self, alias: str, version: int) -> LoadedModel:
-        from training.onnx_export import ModelMismatchError, load_onnx_model
+        from models.serving import ModelMismatchError, load_onnx_model
 
         info = self.registry.get_version(version, verify=False)
         if list(info.feature_names) != self.feature_names:
@@ -293,7 +286,7 @@ class FakeSource:
         return self.versions.get(alias)
 
     def load(self, alias: str, version: int) -> LoadedModel:
-        from training.onnx_export import ModelMismatchError
+        from models.serving import ModelMismatchError
 
         _, tag = self.versions[alias]
         if tag != "ok":

@@ -92,9 +92,9 @@ def _records(bootstrap: str, topic: str, expected: int, timeout: float, **kw):
 
 def test_drift_is_detected_retrained_promoted_and_better(workers, kafka_bootstrap):
     from config.settings import settings_for_env
+    from models.registry import CHAMPION, ModelRegistry
     from training.dataset import TrainingFrame, assemble
     from training.pipeline import train_and_register
-    from training.registry import CHAMPION, ModelRegistry
 
     began = time.monotonic()
     timings: dict[str, float] = {}

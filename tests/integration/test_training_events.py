@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import load_settings
 from infra.kafka_io import consume
-from training.events import publish_model_updates
+from models.events import publish_model_updates
 
 pytestmark = pytest.mark.integration
 

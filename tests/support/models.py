@@ -3,7 +3,7 @@ registered in an MLflow sqlite registry in a temporary folder.
 
 Nothing here is mocked: the models are trained on :func:`features.batch.compute_features` of a
 few simulated days, exported (with the parity check) and registered with
-:class:`training.registry.ModelRegistry`, exactly as the training pipeline does, only smaller.
+:class:`models.registry.ModelRegistry`, exactly as the training pipeline does, only smaller.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import pandas as pd
 from config.gates import PromotionGates
 from features.batch import compute_features
 from features.spec import DEFAULT_SPEC, FeatureSpec
+from models.registry import ModelRegistry
 from training.lgbm import LGBMParams, train_lgbm
 from training.onnx_export import ExportedModel, export_model
-from training.registry import ModelRegistry
 
 MODEL_NAME = "fraud-test"
 
@@ -98,7 +98,7 @@ def register(reg: ModelRegistry, exported: ExportedModel, *, threshold: float = 
 
 def scores(exported: ExportedModel, vectors: np.ndarray) -> np.ndarray:
     """The ONNX model's scores on ``vectors`` (float32 rows in spec order), as float64."""
-    from training.onnx_export import load_onnx_model
+    from models.serving import load_onnx_model
 
     scorer = load_onnx_model(exported.onnx_bytes, list(exported.feature_names),
                              exported.spec_version, exported.sha256)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from app.cli.main import cli
 from config.settings import get_settings
-from training.registry import CHAMPION, ModelRegistry
+from models.registry import CHAMPION, ModelRegistry
 
 pytestmark = pytest.mark.slow
 

@@ -9,16 +9,9 @@ import pytest
 from onnxmltools import convert_lightgbm
 from onnxmltools.convert.common.data_types import FloatTensorType
 
+from models.serving import ModelMismatchError, load_onnx_model, read_metadata, sha256_hex
 from training.lgbm import LGBMParams, as_matrix, snap_thresholds_to_float32, train_lgbm
-from training.onnx_export import (
-    ModelMismatchError,
-    ParityError,
-    check_parity,
-    export_model,
-    load_onnx_model,
-    read_metadata,
-    sha256_hex,
-)
+from training.onnx_export import ParityError, check_parity, export_model
 from training.protocol import handbook_split
 from training.refstats import reference_stats
 from training.toydata import TOY_FEATURES, make_toy_transactions

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from config.settings import load_settings
+from models.registry import CHALLENGER, CHAMPION, ModelRegistry
+from models.serving import ModelMismatchError
 from training.dataset import from_simulator
-from training.onnx_export import ModelMismatchError
 from training.pipeline import train_and_register
-from training.registry import CHALLENGER, CHAMPION, ModelRegistry
 
 pytestmark = pytest.mark.slow
 

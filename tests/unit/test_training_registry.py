@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from config.gates import PromotionGates, PromotionRefused
+from models.registry import ModelRegistry, RegistryError
 from training.lgbm import LGBMParams, train_lgbm
 from training.metrics import card_precision_at_k_per_day, evaluate, threshold_for_daily_budget
 from training.onnx_export import ExportedModel, ParityReport, export_model
 from training.protocol import frame_fingerprint, handbook_split
-from training.registry import ModelRegistry, RegistryError
 from training.report import write_report
 from training.toydata import TOY_FEATURES, make_toy_transactions
 

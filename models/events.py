@@ -1,6 +1,6 @@
 """Publish ``model-updates`` events (registered / promoted / rolled back) to Kafka.
 
-The registry (:mod:`training.registry`) returns one event dict per action; this module sends
+The registry (:mod:`models.registry`) returns one event dict per action; this module sends
 them, keyed by model name, to the configured topic, with the configured security settings.
 When no broker is configured or it does not answer, nothing is sent and the result says so
 (training and registry changes do not depend on Kafka: the MLflow aliases are the truth, and

@@ -16,7 +16,14 @@ Champion changes go through :meth:`ModelRegistry.promote` and
 :meth:`ModelRegistry.rollback` only; both append to the registered model's
 ``champion_history`` tag (JSON list), from which the stack of past champions is
 replayed. Each of register / promote / rollback returns a ``model-updates``
-event dict for the caller to publish; this module does not talk to Kafka.
+event dict for the caller to publish (:mod:`models.events`); this module does not
+talk to Kafka.
+
+Retraining's idempotency keys live here too, as registered-model tags
+``retrain.<key>`` holding the outcome (:meth:`ModelRegistry.handled_retrain`,
+:meth:`ModelRegistry.mark_retrain_handled`), so every worker on the registry sees them.
+
+Every process opens the registry the same way, from the settings: :func:`open_registry`.
 
 Importing this module sets ``MLFLOW_DISABLE_TELEMETRY=true`` unless the variable
 is already set.
@@ -32,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import onnx
@@ -44,12 +52,9 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from config.gates import PromotionGates, PromotionRefused  # noqa: E402
-from training.onnx_export import (  # noqa: E402
-    ExportedModel,
-    OnnxScorer,
-    load_onnx_model,
-    sha256_hex,
-)
+from config.settings import Settings  # noqa: E402
+from models.artifact import ExportedModel  # noqa: E402
+from models.serving import OnnxScorer, load_onnx_model, sha256_hex  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///.fraudstream/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = ".fraudstream/mlartifacts"
@@ -59,6 +64,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 ONNX_FILE = "model.onnx"
 HISTORY_TAG = "champion_history"
 HISTORY_KEEP = 200
+RETRAIN_TAG_PREFIX = "retrain."
 
 
 class RegistryError(RuntimeError):
@@ -80,6 +86,12 @@ class ModelVersionInfo:
     metrics: dict[str, float]
     test_data_id: str | None
     run_id: str | None
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    """The configured registry: tracking URI, artifact root, model name and promotion gates."""
+    return ModelRegistry(settings.tracking_uri, artifact_root=settings.artifact_root,
+                         model_name=settings.registry.model_name, gates=settings.gates)
 
 
 def _now() -> str:
@@ -331,13 +343,42 @@ class ModelRegistry:
                                     f"registered {info.sha256}")
         return info
 
+    def resolve_alias(self, alias: str) -> tuple[int, str] | None:
+        """``(version, sha256)`` that ``alias`` names now, or None if it names none."""
+        try:
+            mv = self.client.get_model_version_by_alias(self.model_name, alias)
+        except MlflowException:
+            return None
+        return int(mv.version), mv.tags.get("sha256", "")
+
     def load_scorer(self, ref: int | str, expected_features: list[str],
                     expected_spec_version: str, **session_kwargs) -> OnnxScorer:
-        """Load a version for scoring through :func:`training.onnx_export.load_onnx_model`."""
+        """Load a version for scoring through :func:`models.serving.load_onnx_model`."""
         info = self.get_version(ref, verify=False)
         assert info.local_path is not None  # get_version always resolves a local file
         return load_onnx_model(info.local_path, expected_features, expected_spec_version,
                                sha256=info.sha256, **session_kwargs)
+
+    # -- retraining's idempotency keys ---------------------------------------------------
+
+    def handled_retrain(self, key: str) -> dict[str, Any] | None:
+        """The outcome recorded for retrain key ``key``, or None if it was never handled."""
+        try:
+            tags = self.client.get_registered_model(self.model_name).tags
+        except MlflowException:
+            return None
+        raw = tags.get(RETRAIN_TAG_PREFIX + key)
+        return None if raw is None else json.loads(raw)
+
+    def mark_retrain_handled(self, key: str, outcome: Mapping[str, object],
+                             version: int | None = None) -> None:
+        """Record ``outcome`` (JSON) under ``key``; tag ``version`` (if any) with the key."""
+        self._ensure_registered_model()
+        self.client.set_registered_model_tag(self.model_name, RETRAIN_TAG_PREFIX + key,
+                                             json.dumps(outcome))
+        if version is not None:
+            self.client.set_model_version_tag(self.model_name, str(version),
+                                              RETRAIN_TAG_PREFIX + "idempotency_key", key)
 
     # -- helpers -------------------------------------------------------------------------
 
