@@ -1,31 +1,36 @@
 """Train → evaluate → export → register → gate → promote: the one entry point.
 
-``fraudstream train`` and the retrain worker both call :func:`train_and_register`. It imports
-no Faust code. Steps, with the handbook protocol (Le Borgne et al., 2022) by default:
+``fraudstream train`` and the retrain worker both call :func:`train_and_register`, which runs
+one named function per step. It imports no Faust code. Steps, with the handbook protocol
+(Le Borgne et al., 2022) by default:
 
-1. **Split** by time: train on ``train_window_days`` from ``train_start``, leave
-   ``train_delay_days`` (labels not yet known), test on the ``train_test_days`` after; cards
-   known to be compromised before a test day are removed from that day
-   (:func:`training.protocol.handbook_split`).
-2. **Validate** (:func:`fit_split`): the same protocol shifted back by delay + test days gives
-   a validation split that ends before the training window starts; LightGBM is early-stopped
-   on its test period (average precision), which picks the number of trees. The model is then
-   refitted on the real training window with that many trees. The test set is never used to
-   choose anything. When the data does not reach back far enough, the last days of the
-   training window are the validation period instead (recorded in the report).
-3. **Threshold**: the score that would have raised ``alert_budget_per_day`` alerts a day on the
-   delay days (after training, before testing; no labels needed).
+1. **Split** by time (:func:`choose_split`): train on ``FRAUDSTREAM_TRAIN_WINDOW_DAYS`` from
+   ``train_start``, leave ``FRAUDSTREAM_TRAIN_DELAY_DAYS`` (labels not yet known), test on the
+   ``FRAUDSTREAM_TRAIN_TEST_DAYS`` after; cards known to be compromised before a test day are
+   removed from that day (:func:`training.protocol.handbook_split`).
+2. **Validate** (:func:`fit_and_evaluate`, :func:`fit_split`): the same protocol shifted back
+   by delay + test days gives a validation split that ends before the training window starts;
+   LightGBM is early-stopped on its test period (average precision), which picks the number of
+   trees. The model is then refitted on the real training window with that many trees. The
+   test set is never used to choose anything. When the data does not reach back far enough,
+   the last days of the training window are the validation period instead (recorded in the
+   report).
+3. **Threshold**: the score that would have raised ``FRAUDSTREAM_ALERT_BUDGET_PER_DAY`` alerts a
+   day on the delay days (after training, before testing; no labels needed).
 4. **Evaluate** on the test days: AUC ROC, AP, card precision@100, precision / recall / F1 and
-   confusion at the threshold; a Markdown report with PNG plots (:mod:`training.report`).
-5. **Export** to ONNX with a parity check on every test and training row (refused past 1e-5).
-6. **Register** as ``challenger`` (MLflow run with params, metrics, report, ONNX + sha256).
+   confusion at the threshold; a Markdown report with PNG plots
+   (:func:`write_training_report`, :mod:`training.report`).
+5. **Export** to ONNX with a parity check on every test and training row (refused past 1e-5;
+   :func:`export_checked`).
+6. **Register** as ``challenger`` (MLflow run with params, metrics, report, ONNX + sha256;
+   :func:`register_and_gate`, on the registry of :func:`models.registry.open_registry`).
 7. **Gate and promote** to ``champion``: minimum metrics; when a champion exists, it is scored
    on the *same* test rows and must be beaten by the configured margin.
 8. **Publish** a ``model-updates`` event per registry change (skipped, and said so, when no
-   broker answers).
+   broker answers; :func:`models.events.publish_model_updates`).
 
 Optionally, a prequential evaluation (several test weeks, the same fit procedure per fold)
-reports mean ± std.
+reports mean ± std (:func:`add_prequential`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import pandas as pd
 
 from config.gates import PromotionRefused
 from config.settings import Settings
+from models.artifact import ExportedModel
 from training.dataset import TrainingFrame
 from training.lgbm import LGBMParams, TrainedModel, train_lgbm
 from training.metrics import (
@@ -297,6 +303,132 @@ def _champion_on_test(registry, split: Split, data: TrainingFrame, echo: Echo,
     return info.version, metrics, note
 
 
+def choose_split(frame: pd.DataFrame, settings: Settings, train_start: str | date | None,
+                 say: Echo) -> tuple[str | date, Split]:
+    """Step 1: the handbook split at ``train_start`` (default: the latest window that fits)."""
+    win = settings.training.windows()
+    start = train_start or latest_train_start(frame, **win)
+    split = handbook_split(frame, start, **win)
+    if not _usable(split.train) or not len(split.test):
+        raise ValueError(f"split starting {start} has no usable training rows (both classes) "
+                         f"or no test rows: {split.describe()}")
+    say(f"split: train {split.describe()['train']}, test {split.describe()['test']}")
+    return start, split
+
+
+def fit_and_evaluate(data: TrainingFrame, split: Split, settings: Settings, *,
+                     progress: bool, say: Echo) -> tuple[Fit, pd.DataFrame, dict[str, float]]:
+    """Steps 2-4: fit (tree count from a validation split), threshold, test metrics."""
+    training = settings.training
+    fit = fit_split(data.frame, split, data.feature_names, settings.lgbm,
+                    budget=training.alert_budget_per_day, budget_unit=training.alert_budget_unit,
+                    progress=progress)
+    scored = split.test.assign(score=fit.model.predict(split.test))
+    metrics = scored_metrics(scored, fit.threshold)
+    say(", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE))
+    return fit, scored, metrics
+
+
+def add_prequential(data: TrainingFrame, settings: Settings, start: str | date, n_folds: int,
+                    metrics: dict[str, float], *, progress: bool) -> PrequentialResult:
+    """Optional: mean ± std over ``n_folds`` test weeks, added to ``metrics``."""
+    win = settings.training.windows()
+    first = prequential_start(data.frame, pd.Timestamp(start).date(), n_folds, win)
+    preq = run_prequential(data.frame, data.feature_names, settings, first, n_folds,
+                           progress=progress)
+    for key, (mean, std) in preq.summary().items():
+        metrics[f"prequential_{key}_mean"] = mean
+        metrics[f"prequential_{key}_std"] = 0.0 if math.isnan(std) else std
+    return preq
+
+
+def export_checked(data: TrainingFrame, split: Split, fit: Fit, settings: Settings,
+                   say: Echo) -> ExportedModel:
+    """Step 5: ONNX export with the parity check on every training and test row."""
+    from training.onnx_export import export_model
+    from training.refstats import reference_stats
+
+    names = data.feature_names
+    parity_rows = pd.concat([split.train, split.test])
+    ref = reference_stats(split.train, names, fit.model.predict(split.train))
+    exported = export_model(fit.model, parity_rows, spec_version=data.spec_version,
+                            model_name=settings.registry.model_name, reference=ref)
+    say(f"ONNX parity max |diff| {exported.parity.max_abs_diff:.3g} on "
+        f"{exported.parity.n_rows:,} rows")
+    return exported
+
+
+def write_training_report(out_dir: Path, data: TrainingFrame, split: Split, fit: Fit,
+                          scored: pd.DataFrame, metrics: dict[str, float],
+                          exported: ExportedModel, preq: PrequentialResult | None,
+                          settings: Settings) -> Path:
+    """Step 4's report: Markdown and plots, with every choice the run made."""
+    from training.report import write_report
+
+    sections: dict[str, dict[str, object]] = {
+        "Compared with the published handbook results": _published_section(metrics),
+        "Data": {**split.describe(), **{f"source.{k}": v for k, v in data.source.items()},
+                 "feature_spec_version": data.spec_version},
+        "Validation and threshold": dict(fit.validation),
+        "ONNX": {"parity_max_abs_diff": exported.parity.max_abs_diff,
+                 "parity_rows": exported.parity.n_rows, "sha256": exported.sha256,
+                 "onnx_model_version": exported.model_version},
+        "Hyperparameters": {**settings.lgbm.model_dump(), "trees": fit.model.best_iteration},
+    }
+    if preq is not None:
+        title = "Prequential (mean ± std over test weeks)"
+        sections[title] = {k: f"{m:.4f} ± {s:.4f}" for k, (m, s) in preq.summary().items()}
+        for row in preq.folds.itertuples(index=False):
+            sections[title][f"fold {row.fold} test {row.test_start}"] = (
+                f"AUC {row.auc_roc:.4f}, AP {row.average_precision:.4f}, "
+                f"CP@100 {getattr(row, f'card_precision_at_{K}'):.4f}")
+    return write_report(out_dir, scored, metrics={k: metrics[k] for k in HEADLINE},
+                        importance=fit.model.feature_importance(), threshold=fit.threshold,
+                        cp_per_day=card_precision_at_k_per_day(scored, K), sections=sections,
+                        title=f"{settings.registry.model_name}: test {split.describe()['test']}")
+
+
+def register_and_gate(data: TrainingFrame, split: Split, fit: Fit, metrics: dict[str, float],
+                      exported: ExportedModel, report: Path, out_dir: Path,
+                      preq: PrequentialResult | None, settings: Settings, *, promote: bool,
+                      say: Echo) -> TrainResult:
+    """Steps 6-7: register as challenger, score the champion on the same test rows, promote
+    through the gates."""
+    from models.registry import CHALLENGER, open_registry
+
+    registry = open_registry(settings)
+    model_name = settings.registry.model_name
+    test_id = frame_fingerprint(split.test)
+    champ_version, champ_metrics, champ_note = _champion_on_test(registry, split, data, say)
+    run_params = {**settings.lgbm.model_dump(), "trees": fit.model.best_iteration,
+                  "threshold_rule": fit.validation["threshold_rule"],
+                  **{f"split.{k}": v for k, v in split.describe().items()},
+                  **{f"source.{k}": v for k, v in data.source.items()}}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    event = registry.register_candidate(exported, metrics=metrics, params=run_params,
+                                        report_dir=out_dir, test_data_id=test_id,
+                                        alias=CHALLENGER, run_name=f"train-{stamp}")
+    version = int(event["version"])
+    say(f"registered {model_name} v{version} as challenger")
+    result = TrainResult(
+        model_name=model_name, version=version, metrics=metrics,
+        split=split.describe(), validation=fit.validation,
+        parity_max_abs_diff=exported.parity.max_abs_diff, parity_rows=exported.parity.n_rows,
+        report_path=report, test_data_id=test_id, champion_before=champ_version,
+        champion_metrics=champ_metrics, champion_note=champ_note, prequential=preq,
+        onnx_sha256=exported.sha256, model=fit.model, test=split.test, events=[event])
+    if promote:
+        try:
+            result.events.append(registry.promote(version,
+                                                  champion_metrics=champ_metrics or None))
+            result.promoted = True
+        except PromotionRefused as exc:
+            result.refused = list(exc.reasons)
+    elif champ_version is None:
+        result.refused = ["--no-promote"]
+    return result
+
+
 def train_and_register(
     data: TrainingFrame,
     settings: Settings,
@@ -316,104 +448,27 @@ def train_and_register(
     (nothing registered) when ONNX and LightGBM disagree.
     """
     from models.events import publish_model_updates
-    from models.registry import CHALLENGER, open_registry
-    from training.onnx_export import export_model
-    from training.refstats import reference_stats
-    from training.report import write_report
 
     say = echo or log.info
     clock = _Clock()
-    frame, names = data.frame, data.feature_names
-    win = settings.training.windows()
-    start = train_start or latest_train_start(frame, **win)
-    split = handbook_split(frame, start, **win)
-    if not _usable(split.train) or not len(split.test):
-        raise ValueError(f"split starting {start} has no usable training rows (both classes) "
-                         f"or no test rows: {split.describe()}")
-    say(f"split: train {split.describe()['train']}, test {split.describe()['test']}")
-    params = settings.lgbm
-    fit = fit_split(frame, split, names, params, budget=settings.training.alert_budget_per_day,
-                    budget_unit=settings.training.alert_budget_unit, progress=progress)
+    start, split = choose_split(data.frame, settings, train_start, say)
+    fit, scored, metrics = fit_and_evaluate(data, split, settings, progress=progress, say=say)
     clock.lap("fit")
-    scored = split.test.assign(score=fit.model.predict(split.test))
-    metrics = scored_metrics(scored, fit.threshold)
-    say(", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE))
-
     preq = None
     if prequential > 0:
-        first = prequential_start(frame, pd.Timestamp(start).date(), prequential, win)
-        preq = run_prequential(frame, names, settings, first, prequential, progress=progress)
-        for key, (mean, std) in preq.summary().items():
-            metrics[f"prequential_{key}_mean"] = mean
-            metrics[f"prequential_{key}_std"] = 0.0 if math.isnan(std) else std
+        preq = add_prequential(data, settings, start, prequential, metrics, progress=progress)
         clock.lap("prequential")
-
-    parity_rows = pd.concat([split.train, split.test])
-    ref = reference_stats(split.train, names, fit.model.predict(split.train))
-    exported = export_model(fit.model, parity_rows, spec_version=data.spec_version,
-                            model_name=settings.registry.model_name, reference=ref)
+    exported = export_checked(data, split, fit, settings, say)
     clock.lap("export")
-    say(f"ONNX parity max |diff| {exported.parity.max_abs_diff:.3g} on "
-        f"{exported.parity.n_rows:,} rows")
-
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="fs-report-"))
-    sections: dict[str, dict[str, object]] = {
-        "Compared with the published handbook results": _published_section(metrics),
-        "Data": {**split.describe(), **{f"source.{k}": v for k, v in data.source.items()},
-                 "feature_spec_version": data.spec_version},
-        "Validation and threshold": dict(fit.validation),
-        "ONNX": {"parity_max_abs_diff": exported.parity.max_abs_diff,
-                 "parity_rows": exported.parity.n_rows, "sha256": exported.sha256,
-                 "onnx_model_version": exported.model_version},
-        "Hyperparameters": {**params.model_dump(), "trees": fit.model.best_iteration},
-    }
-    if preq is not None:
-        sections["Prequential (mean ± std over test weeks)"] = {
-            k: f"{m:.4f} ± {s:.4f}" for k, (m, s) in preq.summary().items()}
-        for row in preq.folds.itertuples(index=False):
-            sections["Prequential (mean ± std over test weeks)"][f"fold {row.fold} test "
-                                                                  f"{row.test_start}"] = (
-                f"AUC {row.auc_roc:.4f}, AP {row.average_precision:.4f}, "
-                f"CP@100 {getattr(row, f'card_precision_at_{K}'):.4f}")
-    report = write_report(out_dir, scored, metrics={k: metrics[k] for k in HEADLINE},
-                          importance=fit.model.feature_importance(), threshold=fit.threshold,
-                          cp_per_day=card_precision_at_k_per_day(scored, K), sections=sections,
-                          title=f"{settings.registry.model_name}: test {split.describe()['test']}")
+    report = write_training_report(out_dir, data, split, fit, scored, metrics, exported, preq,
+                                   settings)
     clock.lap("report")
-
-    registry = open_registry(settings)
-    test_id = frame_fingerprint(split.test)
-    champ_version, champ_metrics, champ_note = _champion_on_test(registry, split, data, say)
-    run_params = {**params.model_dump(), "trees": fit.model.best_iteration,
-                  "threshold_rule": fit.validation["threshold_rule"],
-                  **{f"split.{k}": v for k, v in split.describe().items()},
-                  **{f"source.{k}": v for k, v in data.source.items()}}
-    event = registry.register_candidate(exported, metrics=metrics, params=run_params,
-                                        report_dir=out_dir, test_data_id=test_id,
-                                        alias=CHALLENGER, run_name=f"train-{stamp}")
-    events = [event]
-    version = int(event["version"])
-    say(f"registered {settings.registry.model_name} v{version} as challenger")
-    result = TrainResult(
-        model_name=settings.registry.model_name, version=version, metrics=metrics,
-        split=split.describe(), validation=fit.validation,
-        parity_max_abs_diff=exported.parity.max_abs_diff, parity_rows=exported.parity.n_rows,
-        report_path=report, test_data_id=test_id, champion_before=champ_version,
-        champion_metrics=champ_metrics, champion_note=champ_note, prequential=preq,
-        onnx_sha256=exported.sha256, model=fit.model, test=split.test)
-    if promote:
-        try:
-            events.append(registry.promote(version, champion_metrics=champ_metrics or None))
-            result.promoted = True
-        except PromotionRefused as exc:
-            result.refused = list(exc.reasons)
-    elif champ_version is None:
-        result.refused = ["--no-promote"]
+    result = register_and_gate(data, split, fit, metrics, exported, report, out_dir, preq,
+                               settings, promote=promote, say=say)
     clock.lap("registry")
-    result.events = events
     if publish:
-        result.publish = publish_model_updates(events, settings)
+        result.publish = publish_model_updates(result.events, settings)
     result.timings = clock.laps
     return result
 
