@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 def build_materialiser(settings: Settings, redis: str) -> Any:
     """A materialiser for the applied Feast store on ``redis`` (applies it if needed)."""
+    from app import feast_env
     from app.feast_sink import feast_materialiser
-    from infra import feast_env
 
     registry = Path(feast_env.feast_env(redis, settings.data_dir)[feast_env.REGISTRY_PATH_VAR])
     if not registry.exists():

@@ -62,7 +62,7 @@ class FeastSink:
         import numpy as np
         import pandas as pd
 
-        from infra.feast_env import TIMESTAMP_FIELD, join_key, version_field
+        from app.feast_env import TIMESTAMP_FIELD, join_key, version_field
 
         names = self.spec.names_for(entity)
         values = np.array([values for _, values, _ in rows], dtype=np.float64)
@@ -75,7 +75,7 @@ class FeastSink:
         return pd.DataFrame(data)
 
     def __call__(self, batch: Batch) -> None:
-        from infra.feast_env import push_source_name
+        from app.feast_env import push_source_name
 
         frames = {entity: self.frame(entity, rows) for entity, rows in batch.items() if rows}
         for entity, df in frames.items():
@@ -89,7 +89,7 @@ class FeastSink:
     def _buffer_offline(self, frames: Mapping[str, Any]) -> None:
         import pyarrow as pa
 
-        from infra.feast_env import offline_schema
+        from app.feast_env import offline_schema
 
         for entity, df in frames.items():
             table = pa.Table.from_pandas(df, schema=offline_schema(entity, self.spec),
@@ -105,7 +105,7 @@ class FeastSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from infra.feast_env import offline_dir
+        from app.feast_env import offline_dir
 
         assert self.offline_root is not None
         try:
@@ -144,7 +144,7 @@ _CHILD_SINK: FeastSink | None = None
 def _child_init(redis_url: str, data_dir: str, spec: FeatureSpec,
                 options: dict[str, Any]) -> None:
     global _CHILD_SINK
-    from infra.feast_env import OFFLINE_PATH_VAR, feast_env, load_store
+    from app.feast_env import OFFLINE_PATH_VAR, feast_env, load_store
 
     offline = options.pop("offline", True)
     offline_root = feast_env(redis_url, data_dir)[OFFLINE_PATH_VAR] if offline else None
@@ -236,7 +236,7 @@ def feast_materialiser(redis_url: str, data_dir: str | Path, spec: FeatureSpec =
                                 offline_max_rows=offline_max_rows,
                                 offline_max_interval_s=offline_max_interval_s)
     else:
-        from infra.feast_env import OFFLINE_PATH_VAR, feast_env, load_store
+        from app.feast_env import OFFLINE_PATH_VAR, feast_env, load_store
 
         offline_root = feast_env(redis_url, data_dir)[OFFLINE_PATH_VAR] if offline else None
         sink = FeastSink(load_store(redis_url, data_dir), offline_root, spec,

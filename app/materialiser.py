@@ -274,7 +274,7 @@ class Materialiser:
             self._newest_pushed_ms = newest
         if self._metrics:
             from app import feast_metrics
-            from infra.feast_env import view_name
+            from app.feast_env import view_name
 
             feast_metrics.FEAST_PUSH_SECONDS.observe(seconds)
             feast_metrics.FEAST_BATCH_ROWS.observe(n)

@@ -48,8 +48,8 @@ class FeastReader:
         return self.store
 
     def _open(self) -> Any:
+        from app import feast_env
         from config.endpoints import redis_url
-        from infra import feast_env
 
         return feast_env.load_store(redis_url(self.settings), self.settings.data_dir)
 

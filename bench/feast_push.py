@@ -120,8 +120,8 @@ def update_cost_us(updates: int = 200_000) -> float:
 def run(redis_url: str | None = None, batch_sizes: tuple[int, ...] = BATCH_SIZES,
         rows_per_size: int = 10_000) -> dict[str, Any]:
     """Apply the store in a temporary folder and measure; embedded Redis unless ``redis_url``."""
+    from app.feast_env import OFFLINE_PATH_VAR, apply, feast_env
     from app.feast_sink import FeastSink, ProcessFeastSink
-    from infra.feast_env import OFFLINE_PATH_VAR, apply, feast_env
     from infra.processes import start_redis
 
     with tempfile.TemporaryDirectory(prefix="fraudstream-bench-feast-") as tmp:

@@ -210,10 +210,10 @@ def naive(n: int = 2_000) -> dict:
     import sys
     import tempfile
 
+    from app.feast_env import apply
     from app.feast_sink import FeastSink
     from app.scoring.online import read_rows
     from features.spec import DEFAULT_SPEC
-    from infra.feast_env import apply
     from infra.processes import start_redis
     models = _models()
     from models.serving import load_onnx_model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from feast import FileSource, PushSource
 
-from infra.feast_env import (
+from app.feast_env import (
     FEAST_VARS,
     OFFLINE_PATH_VAR,
     REGISTRY_PATH_VAR,

@@ -5,7 +5,7 @@ Join keys are the ids the transactions carry (``card_id``, ``terminal_id``), as 
 
 from feast import Entity, ValueType
 
-from infra.feast_env import join_key
+from app.feast_env import join_key
 
 card = Entity(
     name="card",

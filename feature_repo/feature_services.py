@@ -8,8 +8,8 @@ The model's card and terminal inputs in spec order (the transaction's own featur
 from feast import FeatureService
 from feature_views import card_features, terminal_features
 
+from app.feast_env import FEATURE_SERVICE
 from features.spec import DEFAULT_SPEC
-from infra.feast_env import FEATURE_SERVICE
 
 fraud_model = FeatureService(
     name=FEATURE_SERVICE,

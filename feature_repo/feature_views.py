@@ -18,8 +18,8 @@ from entities import card, terminal
 from feast import FeatureView, Field
 from feast.types import Float64, String
 
+from app.feast_env import version_field, view_name
 from features.spec import DEFAULT_SPEC
-from infra.feast_env import version_field, view_name
 
 
 def _view(entity, source) -> FeatureView:

@@ -50,7 +50,7 @@ def _banner(text: str) -> None:
 
 def _show_feast(settings: Any, last: dict[str, Any], timeout: float = 60.0) -> None:
     """Wait until Feast serves the card of ``last``, then print a few of its features."""
-    from infra import feast_env
+    from app import feast_env
 
     store = feast_env.load_store(redis_url(settings), settings.data_dir)
     names = ["card_tx_count_1d", "card_amount_mean_7d", "card_countries_1d"]

@@ -39,8 +39,8 @@ def _endpoints(check: bool = True) -> tuple[str, Path]:
 @command.command()
 def apply() -> None:
     """Register entities, sources, views and the feature service (`feast apply`)."""
-    from infra.feast_env import apply as feast_apply
-    from infra.feast_env import feast_env
+    from app.feast_env import apply as feast_apply
+    from app.feast_env import feast_env
 
     url, data_dir = _endpoints()
     feast_apply(url, data_dir)
@@ -56,7 +56,7 @@ def env(show_password: bool) -> None:
     The Redis password is masked when the output is a terminal (not when it is captured,
     as by eval "$(fraudstream features env)").
     """
-    from infra.feast_env import REDIS_VAR, feast_env, mask_connection_string
+    from app.feast_env import REDIS_VAR, feast_env, mask_connection_string
 
     url, data_dir = _endpoints(check=False)
     variables = feast_env(url, data_dir)
@@ -74,8 +74,8 @@ def env(show_password: bool) -> None:
 @click.option("--terminal", "terminal_id", help="Terminal id to read.")
 def get(card_id: str | None, terminal_id: str | None) -> None:
     """Read the online features of a card and/or a terminal (JSON; null: never pushed)."""
+    from app.feast_env import join_key, load_store, version_field, view_name
     from features.spec import DEFAULT_SPEC
-    from infra.feast_env import join_key, load_store, version_field, view_name
 
     wanted = {"card": card_id, "terminal": terminal_id}
     wanted = {entity: key for entity, key in wanted.items() if key is not None}

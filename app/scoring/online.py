@@ -74,7 +74,7 @@ def assemble(txn: dict[str, Any], rows: dict[str, FeastRow], spec: FeatureSpec,
 
 def read_rows(store: Any, card_id: str, terminal_id: str, spec: FeatureSpec) -> dict[str, FeastRow]:
     """Both entities' rows in one ``get_online_features`` call."""
-    from infra.feast_env import join_key, version_field, view_name
+    from app.feast_env import join_key, version_field, view_name
 
     refs = []
     for entity in ENTITIES:

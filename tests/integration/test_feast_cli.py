@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli.features import command
+from app.feast_env import FEAST_VARS, REDIS_VAR, REPO_DIR
 from config.settings import get_settings
-from infra.feast_env import FEAST_VARS, REDIS_VAR, REPO_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +53,10 @@ def test_apply_then_get(configured: Path) -> None:
     assert (configured / "feast" / "registry.db").is_file()
     assert _repo_files() == before  # nothing written into the repo
 
+    from app.feast_env import load_store
     from app.feast_sink import FeastSink
     from app.materialiser import Materialiser
     from features.spec import DEFAULT_SPEC
-    from infra.feast_env import load_store
 
     store = load_store(os.environ["REDIS_URL"], configured)
     view = store.get_feature_view("card_features")

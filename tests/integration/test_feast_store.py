@@ -17,10 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from app.feast_sink import FeastSink
-from app.materialiser import Batch, Materialiser, spec_views
-from features.spec import DEFAULT_SPEC, MISSING
-from infra.feast_env import (
+from app.feast_env import (
     OFFLINE_PATH_VAR,
     apply,
     feast_env,
@@ -29,6 +26,9 @@ from infra.feast_env import (
     version_field,
     view_name,
 )
+from app.feast_sink import FeastSink
+from app.materialiser import Batch, Materialiser, spec_views
+from features.spec import DEFAULT_SPEC, MISSING
 from infra.processes import start_redis
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis as redis_client
 
+from app import feast_env
 from features.spec import DEFAULT_SPEC
-from infra import feast_env
 from infra.kafka_io import consume, produce
 from simulator import simulate
 from simulator.serialize import keys, transaction_values
