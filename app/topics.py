@@ -1,12 +1,13 @@
-"""The topics of ARCHITECTURE.md, declared on a Faust app with the configured partitions.
+"""The topics of the contract (docs/architecture.md), declared on a Faust app.
 
-Every topic carries raw bytes (keys and values) and the agents (de)serialise explicitly: the
-edge must see the original bytes to validate them and to dead-letter them unchanged.
+Partitions and replication are the configured ones. Every topic carries raw bytes (keys and
+values) and the agents (de)serialise explicitly: the edge must see the original bytes to
+validate them and to dead-letter them unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from config.settings import Settings
@@ -14,7 +15,7 @@ from config.settings import Settings
 
 @dataclass(frozen=True)
 class Topics:
-    """Faust topic objects, by role."""
+    """Faust topic objects, by role (the roles of :data:`config.kafka.TOPIC_ROLES`)."""
 
     transactions: Any
     labels: Any
@@ -26,9 +27,6 @@ class Topics:
     predictions: Any
     retrain: Any
     model_updates: Any
-
-    def all(self) -> list[Any]:
-        return [getattr(self, f.name) for f in fields(self)]
 
 
 def declare_topics(app: Any, settings: Settings) -> Topics:
@@ -45,15 +43,4 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
             value_serializer="raw",
         )
 
-    return Topics(
-        transactions=topic(settings.topics.transactions),
-        labels=topic(settings.topics.labels),
-        dlq=topic(settings.topics.dlq),
-        validated=topic(settings.topics.validated),
-        labels_by_terminal=topic(settings.topics.labels_by_terminal),
-        enriched=topic(settings.topics.enriched),
-        late=topic(settings.topics.late),
-        predictions=topic(settings.topics.predictions),
-        retrain=topic(settings.topics.retrain),
-        model_updates=topic(settings.topics.model_updates),
-    )
+    return Topics(**{role: topic(name) for role, name in settings.topics.names().items()})

@@ -234,8 +234,3 @@ def validate_label(raw: bytes | None, rules: Rules) -> Label | Rejection:
         return _reject("invalid_timestamp", "reported_at: before the transaction's ts")
     return label.model_copy(update={"ts": ts, "reported_at": reported,
                                     "is_fraud": bool(label.is_fraud)})
-
-
-def to_record(txn: Transaction) -> dict[str, Any]:
-    """The transaction as the plain dict the feature code consumes (``ts`` an int)."""
-    return txn.model_dump()

@@ -27,7 +27,6 @@ class ScoredBatch:
 
     records: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     rejects: list[tuple[int, Rejection]] = field(default_factory=list)
-    scored: int = 0
 
 
 def source_ts(txn: dict[str, Any], fallback_ms: float) -> float:
@@ -70,5 +69,4 @@ def score_batch(raws: Sequence[bytes | None], kafka_ts_ms: Sequence[float],
                 txn, score=scores[variant][i], threshold=model.threshold,
                 model_name=model.model_name, model_version=model.version, variant=variant,
                 shadow=shadow, scored_at_ms=now_ms, source_ts_ms=sent_ms)))
-    out.scored = len(parsed.txns)
     return out
