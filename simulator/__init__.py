@@ -1,4 +1,4 @@
-"""Synthetic card traffic with known fraud (see SIMULATION.md), traffic shaping and replay.
+"""Synthetic card traffic with known fraud (docs/simulation.md), traffic shaping and replay.
 
 Modules, by concern:
 

@@ -1,6 +1,6 @@
 """Parameters of the simulator: the handbook process and our extensions, grouped by concern.
 
-Two profiles share one generative core (see ``SIMULATION.md``):
+Two profiles share one generative core (see ``docs/simulation.md``):
 
 * ``"handbook"``: exactly the process of the *Fraud Detection Handbook* (chapter 3);
   no geography, merchant category or channel (those columns are null).

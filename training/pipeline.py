@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 K = 100
 HANDBOOK_TRAIN_START = "2018-07-25"
-#: Published handbook results on simulated data (SIMULATION.md): the best of each metric.
+#: Published handbook results on simulated data (docs/simulation.md): the best of each metric.
 PUBLISHED_BEST = {"auc_roc": 0.879, "average_precision": 0.694, "card_precision_at_100": 0.305}
 HEADLINE = ("auc_roc", "average_precision", f"card_precision_at_{K}")
 

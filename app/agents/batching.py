@@ -1,6 +1,6 @@
 """The loop every pipeline agent runs: micro-batches of events, each handled on its own.
 
-Faust's per-event stream machinery costs far more than the feature code (FINDINGS.md; our
+Faust's per-event stream machinery costs far more than the feature code (docs/operations.md; our
 measurements: ~0.9 ms of CPU per forwarded event against ~0.3 ms in batches). So agents take
 events in micro-batches bounded by size and time (``stream.take_events``), handle each event
 inside :func:`app.faust_tuning.event_context` (so table writes go to that event's changelog

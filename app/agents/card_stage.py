@@ -6,11 +6,12 @@ state (:class:`features.card.CardState`, changelog-backed table ``card-state``) 
 with its card features, to the internal topic keyed by terminal id where the terminal stage
 (:mod:`app.agents.terminal_stage`) reads it.
 
-This departs from the order drawn in ARCHITECTURE.md (terminal stage first): the transactions
-topic is already keyed by card, so doing the card stage first keeps every card's transactions in
-their produced (event-time) order, which the exact card windows need, and saves a repartition
-hop. The terminal features look 7 days back, so the disorder that re-keying by terminal
-introduces (bounded by the allowed lateness of the terminal stage) does not change them.
+This departs from the first design's order (terminal stage first; docs/architecture.md): the
+transactions topic is already keyed by card, so doing the card stage first keeps every card's
+transactions in their produced (event-time) order, which the exact card windows need, and saves
+a repartition hop. The terminal features look 7 days back, so the disorder that re-keying by
+terminal introduces (bounded by the allowed lateness of the terminal stage) does not change
+them.
 
 Per transaction (see :mod:`features.lateness`): LATE (older than the card's watermark minus
 the allowed lateness) goes to the late topic; a DUPLICATE ``txn_id`` at a new source offset is

@@ -138,8 +138,9 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
             return
         await joins.save(rec["card_id"], join, -1)
         values = {name: rec["features"].get(name) for name in feature_signals}
-        await forward(settings.registry.model_name, {"k": "f", "txn_id": rec["txn_id"],
-                                            "event_ts": int(rec["ts"]), "features": values})
+        await forward(settings.registry.model_name,
+                      {"k": "f", "txn_id": rec["txn_id"], "event_ts": int(rec["ts"]),
+                       "features": values})
         DRIFT_INPUTS.labels("features", "fed").inc()
 
     @app.agent(topics.predictions, name="drift-predictions")

@@ -70,7 +70,7 @@ def register(app: Any, topics: Topics, settings: Settings, materialiser: Any = N
 
     send = Sender(app)
     batch: dict[str, Any] = {"max_events": settings.worker.batch_max_events,
-             "max_wait_s": settings.worker.batch_max_wait_ms / 1000}
+                             "max_wait_s": settings.worker.batch_max_wait_ms / 1000}
 
     async def route_label(event: Any) -> None:
         label = validate_label(event.value, rules)

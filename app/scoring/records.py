@@ -1,4 +1,4 @@
-"""The ``ml-predictions`` record (ARCHITECTURE.md) and the decision rule.
+"""The ``ml-predictions`` record (docs/architecture.md) and the decision rule.
 
 One record per transaction per variant that scored it, keyed by card id, JSON:
 

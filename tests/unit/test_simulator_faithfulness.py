@@ -1,11 +1,11 @@
-"""The handbook profile reproduces the published scale and fraud mix (SIMULATION.md).
+"""The handbook profile reproduces the published scale and fraud mix (docs/simulation.md).
 
 Full scale (5,000 cards, 10,000 terminals, 183 days, ~1.77 M rows): generating it takes
 2-5 s here, so no scaling argument is needed. Every figure is checked two ways:
 
 1. against its **expected value derived from the generative process** (computed below from
    the profile distributions), with a tolerance of 4 seed-to-seed standard deviations;
-2. against the **published figure** (SIMULATION.md: ~1.75 M transactions, ~9,500 a day,
+2. against the **published figure** (docs/simulation.md: ~1.75 M transactions, ~9,500 a day,
    ~0.84 % fraud, scenario 2 > 3 > 1). The published data set is itself one realisation of
    the process, so the difference of two realisations has sd sqrt(2) x sigma; the tolerance is
    4 sqrt(2) sigma plus the rounding of the published figure.
