@@ -114,7 +114,10 @@ def _flat_fields() -> dict[str, Any]:
                 kwargs["default"] = info.default
             if not env.startswith(ENV_PREFIX):
                 kwargs["validation_alias"] = env
-            fields[flat_name(env)] = (annotation, Field(**kwargs))
+            flat = flat_name(env)
+            if flat in fields or flat in _Environment.model_fields:
+                raise TypeError(f"{section.__name__}.{name}: {env} is set by another field")
+            fields[flat] = (annotation, Field(**kwargs))
     return fields
 
 
