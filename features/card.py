@@ -44,16 +44,26 @@ Examples
 (2067, 1.5)
 >>> CardState.loads(state.dumps()).to_dict() == state.to_dict()
 True
+>>> state.record({"txn_id": "b", "card_id": "c1", "terminal_id": "T9", "amount": 30.0,
+...     "currency": "EUR", "ts": t0 + 600_000})      # redelivered: nothing changes
+<Arrival.DUPLICATE: 'duplicate'>
+>>> len(state)
+2
 """
 
 from __future__ import annotations
 
+import sys
+from array import array
+from bisect import bisect_right
 from typing import Any
 
-from features.eventlog import EventLog, to_cents
-from features.geo import COORD_SCALE, haversine_km, implied_speed_kmh, mean_from_fixed, to_fixed
-from features.spec import MISSING
-from features.windows import CountSum, Distinct, GeoSum, Window
+from features.eventlog import NONE, EventLog, interleave, prefix, to_cents
+from features.geo import COORD_SCALE, haversine_km, implied_speed_kmh, mean_from_fixed
+from features.rows import TxnRow, clean_category, clean_coords
+from features.spec import DEFAULT_SPEC, MISSING, FeatureSpec
+
+__all__ = ["CardState", "clean_category", "clean_coords"]
 
 _COUNT, _SUM, _MEAN, _RATIO, _SINCE, _DIST, _SPEED, _USUAL, _DISTINCT = range(9)
 _CODES = {
@@ -67,34 +77,10 @@ _CODES = {
     "distance_usual_km": _USUAL,
     "distinct": _DISTINCT,
 }
-
-_CATEGORY_FIELDS: dict[str, list[str]] = {}  # spec version -> fields of "distinct" features
-
-
-def clean_category(value: Any) -> str | None:
-    """A categorical value as str, or None for None / NaN.
-
-    Examples
-    --------
-    >>> clean_category("FR"), clean_category(None), clean_category(float("nan"))
-    ('FR', None, None)
-    """
-    if value is None or value != value:
-        return None
-    return str(value)
-
-
-def clean_coords(lat: Any, lon: Any) -> tuple[int | None, int | None]:
-    """``(lat, lon)`` in 1e-7 degree units, or ``(None, None)`` unless both are present.
-
-    Examples
-    --------
-    >>> clean_coords(1, 2.5), clean_coords(1.0, None), clean_coords(float("nan"), 2.0)
-    ((10000000, 25000000), (None, None), (None, None))
-    """
-    if lat is None or lon is None or lat != lat or lon != lon:
-        return None, None
-    return to_fixed(float(lat)), to_fixed(float(lon))
+_intern = sys.intern
+# row layout in _d: id hash, cents, lat, lon (NONE: no coordinates), then the exclusive
+# prefix sums of cents, of "has coordinates", of lat and of lon
+_H, _C, _LAT, _LON, _XC, _XN, _XLAT, _XLON = range(8)
 
 
 class CardState(EventLog):
@@ -111,110 +97,210 @@ class CardState(EventLog):
     """
 
     ENTITY = "card"
+    STRIDE = 8
+    RAW = 4  # leading raw columns of a row in _d (the rest: prefix sums)
 
-    def _init_extras(self) -> None:
-        self.lat: list[int | None] = []  # 1e-7 degree units
-        self.lon: list[int | None] = []
-        self.cat: dict[str, list[str | None]] = {}
-        self._extra = {"lat": self.lat, "lon": self.lon}
-        fields = _CATEGORY_FIELDS.get(self.spec.version)
-        if fields is None:
-            fields = _CATEGORY_FIELDS[self.spec.version] = list(dict.fromkeys(
-                str(f.source_field) for f in self.spec.for_entity("card")
-                if f.aggregation == "distinct"))
-        for name in fields:
-            col: list[str | None] = []
-            self.cat[name] = col
-            self._extra[f"cat:{name}"] = col
+    __slots__ = ("_cat", "before_ts", "before_geo")
+
+    def __init__(self, spec: FeatureSpec = DEFAULT_SPEC, **config: Any) -> None:
+        super().__init__(spec, **config)
+        self._cat: list[str | None] = []  # categorical columns, interleaved (fields per row)
         self.before_ts: int | None = None
-        self.before_geo: list[Any] | None = None
+        self.before_geo: tuple[int, int, int] | None = None
 
-    def _compile(self) -> None:
-        index: dict[tuple[Any, ...], int] = {}
+    @classmethod
+    def _compile(cls, spec: FeatureSpec) -> tuple[list[tuple[int, int]], list[tuple[int, int]],
+                                                  list[str]]:
+        bounds: list[tuple[int, int]] = []
         plan = []
-        for f in self.spec.for_entity("card"):
-            w, d = f.window_ms, f.delay_ms
-            key: tuple[Any, ...] | None = None
-            win: Window | None = None
-            if f.aggregation in ("count", "sum", "mean", "ratio_to_mean"):
-                key, win = ("sum", w, d), CountSum(w, d)
-            elif f.aggregation == "distinct":
-                key, win = ("distinct", w, d, f.source_field), Distinct(w, d, str(f.source_field))
-            elif f.aggregation == "distance_usual_km":
-                key, win = ("geo", w, d), GeoSum(w, d)
+        fields: list[str] = []
+        for f in spec.for_entity("card"):
             slot = -1
-            if key is not None and win is not None:
-                if key not in index:
-                    index[key] = len(self.windows)
-                    self.windows.append(win)
-                slot = index[key]
-            plan.append((_CODES[f.aggregation], slot))
-        self._plan = plan
+            if f.window_ms:
+                key = (f.window_ms, f.delay_ms)
+                if key not in bounds:
+                    bounds.append(key)
+                slot = bounds.index(key)
+            code = _CODES[f.aggregation]
+            if code == _DISTINCT:
+                name = str(f.source_field)
+                if name not in fields:
+                    fields.append(name)
+                slot = slot * 256 + fields.index(name)
+            plan.append((code, slot))
+        return bounds, plan, fields
 
-    def row(self, txn: dict[str, Any]) -> tuple[Any, ...]:
-        """The internal row ``(ts, txn_id, cents, lat, lon, *categories)`` of a transaction."""
+    @property
+    def cat(self) -> dict[str, list[str | None]]:
+        """The categorical columns of the live rows, by field (a copy)."""
+        fields = self._lay.fields
+        k = len(fields)
+        h = self.head * k
+        return {name: self._cat[h + j :: k] for j, name in enumerate(fields)}
+
+    def row(self, txn: Any) -> tuple[Any, ...]:
+        """The internal row ``(ts, txn_id, cents, lat, lon, *categories)`` of a transaction
+        (a dict, or a :class:`~features.rows.TxnRow` whose values are already clean)."""
+        fields = self._lay.fields
+        if type(txn) is TxnRow:
+            cats = [None if (v := getattr(txn, c)) is None else _intern(v) for c in fields]
+            return (txn.ts, txn.txn_id, txn.cents, txn.lat, txn.lon, *cats)
         lat, lon = clean_coords(txn.get("lat"), txn.get("lon"))
-        cats = [clean_category(txn.get(c)) for c in self.cat]
+        cats = [None if (v := clean_category(txn.get(c))) is None else _intern(v)
+                for c in fields]
         return (int(txn["ts"]), str(txn["txn_id"]), to_cents(float(txn["amount"])), lat, lon,
                 *cats)
 
-    def update(self, txn: dict[str, Any]) -> dict[str, float]:
+    def update(self, txn: Any) -> dict[str, float]:
         """Apply a transaction and return its card features.
 
         Raises :class:`~features.lateness.LateEventError` for a LATE event (check
         :meth:`arrival` first); a DUPLICATE leaves the state unchanged.
         """
-        return dict(zip(self.names, self._ingest(self.row(txn)), strict=True))
+        return dict(zip(self._lay.names, self._ingest(self.row(txn)), strict=True))
 
-    def _prev_geo(self, pos: int) -> list[Any] | None:
-        lat = self.lat
+    # -- storage -----------------------------------------------------------------------------
+    def _put(self, pos: int, row: tuple[Any, ...], h: int) -> None:
+        cents = row[2]
+        lat = row[3]
+        lon = row[4]
+        d = self._d
+        n = len(d) >> 3
+        if pos == n:
+            if n:
+                b = 8 * n - 8
+                xc = d[b + _XC] + d[b + _C]
+                plat = d[b + _LAT]
+                if plat == NONE:
+                    xn, xlat, xlon = d[b + _XN], d[b + _XLAT], d[b + _XLON]
+                else:
+                    xn, xlat, xlon = d[b + _XN] + 1, d[b + _XLAT] + plat, d[b + _XLON] + d[b + _LON]
+            else:
+                xc = xn = xlat = xlon = 0
+            if lat is None:
+                d.extend((h, cents, NONE, NONE, xc, xn, xlat, xlon))
+            else:
+                d.extend((h, cents, lat, lon, xc, xn, xlat, xlon))
+            if len(row) > 5:
+                self._cat.extend(row[5:])
+            return
+        b = 8 * pos
+        xc, xn, xlat, xlon = d[b + _XC], d[b + _XN], d[b + _XLAT], d[b + _XLON]
+        if lat is None:
+            d[b:b] = array("q", (h, cents, NONE, NONE, xc, xn, xlat, xlon))
+        else:
+            d[b:b] = array("q", (h, cents, lat, lon, xc, xn, xlat, xlon))
+        for j in range(b + 8, len(d), 8):
+            d[j + _XC] += cents
+            if lat is not None:
+                d[j + _XN] += 1
+                d[j + _XLAT] += lat
+                d[j + _XLON] += lon
+        k = len(self._lay.fields)
+        if k:
+            self._cat[pos * k : pos * k] = row[5:]
+
+    def _drop(self, lo: int, hi: int, forced: bool) -> None:
+        self.before_ts = self._ts[hi - 1]
+        d = self._d
+        for i in range(hi - 1, lo - 1, -1):
+            lat = d[8 * i + _LAT]
+            if lat != NONE:
+                self.before_geo = (self._ts[i], lat, d[8 * i + _LON])
+                break
+
+    def _compact(self, k: int) -> None:
+        if self._lay.fields:
+            del self._cat[: k * len(self._lay.fields)]
+
+    # -- features ----------------------------------------------------------------------------
+    def _prev_geo(self, pos: int) -> tuple[int, int, int] | None:
+        d = self._d
         i = pos - 1
-        while i >= self.head:
-            if lat[i] is not None:
-                return [self.ts[i], lat[i], self.lon[i]]
+        head = self.head
+        while i >= head:
+            lat = d[8 * i + _LAT]
+            if lat != NONE:
+                return self._ts[i], lat, d[8 * i + _LON]
             i -= 1
         return self.before_geo
 
-    def _compute(self, pos: int, at: int, windows: list[Window], fast: bool) -> list[float]:
-        cents = self.cents[pos]
-        lat_q = self.lat[pos]
-        lon_q = self.lon[pos]
+    def _compute(self, pos: int, at: int, end: int, fast: bool) -> list[float]:
+        lay = self._lay
+        ts = self._ts
+        d = self._d
+        head = self.head
+        b = 8 * pos
+        cents = d[b + _C]
+        lat_q = d[b + _LAT]
+        spans = []
+        for w, delay in lay.bounds:
+            hi = bisect_right(ts, at - delay, head, end) if delay else end
+            spans.append((bisect_right(ts, at - delay - w, head, hi), hi))
         out: list[float] = []
         dist = None
-        for code, slot in self._plan:
-            win: Any = windows[slot] if slot >= 0 else None
-            if code == _COUNT:
-                out.append(float(win.count))
-            elif code == _SUM:
-                out.append(win.total / 100)
-            elif code == _MEAN:
-                out.append(win.total / (win.count * 100) if win.count else 0.0)
-            elif code == _RATIO:
-                out.append(cents * win.count / win.total if win.total > 0 else MISSING)
+        for code, slot in lay.plan:
+            if code <= _RATIO:
+                lo, hi = spans[slot]
+                count = hi - lo
+                if code == _COUNT:
+                    out.append(float(count))
+                    continue
+                if count:
+                    e = 8 * hi - 8
+                    total = d[e + _XC] + d[e + _C] - d[8 * lo + _XC]
+                else:
+                    total = 0
+                if code == _SUM:
+                    out.append(total / 100)
+                elif code == _MEAN:
+                    out.append(total / (count * 100) if count else 0.0)
+                else:
+                    out.append(cents * count / total if total > 0 else MISSING)
             elif code == _SINCE:
-                prev_ts = self.ts[pos - 1] if pos > self.head else self.before_ts
+                prev_ts = ts[pos - 1] if pos > head else self.before_ts
                 out.append(MISSING if prev_ts is None else (at - prev_ts) / 1000)
             elif code == _DIST or code == _SPEED:
                 if dist is None:
-                    prev = None if lat_q is None else self._prev_geo(pos)
-                    if prev is None or lat_q is None or lon_q is None:
+                    prev = None if lat_q == NONE else self._prev_geo(pos)
+                    if prev is None:
                         dist = (MISSING, MISSING)
                     else:
                         km = haversine_km(prev[1] / COORD_SCALE, prev[2] / COORD_SCALE,
-                                          lat_q / COORD_SCALE, lon_q / COORD_SCALE)
+                                          lat_q / COORD_SCALE, d[b + _LON] / COORD_SCALE)
                         dist = (km, implied_speed_kmh(km, at - prev[0]))
                 out.append(dist[0] if code == _DIST else dist[1])
             elif code == _USUAL:
-                out.append(self._usual_distance(win, pos, lat_q, lon_q))
+                out.append(self._usual_distance(spans[slot], pos, lat_q, d[b + _LON]))
             else:
-                out.append(float(len(win.counts)))
+                lo, hi = spans[slot >> 8]
+                k = len(lay.fields)
+                if k == 1:
+                    values = set(self._cat[lo:hi])
+                else:
+                    j = slot & 255
+                    values = set(self._cat[lo * k + j : hi * k : k])
+                out.append(float(len(values) - (None in values)))
         return out
 
-    def _usual_distance(self, win: GeoSum, pos: int, lat_q: Any, lon_q: Any) -> float:
-        if lat_q is None:
+    def _usual_distance(self, span: tuple[int, int], pos: int, lat_q: int, lon_q: int) -> float:
+        if lat_q == NONE:
             return MISSING
-        n, lat_sum, lon_sum = win.n, win.lat_sum, win.lon_sum
-        if win.lo <= pos < win.hi:  # the transaction itself is in the window: take it out
+        lo, hi = span
+        if hi == lo:
+            return MISSING
+        d = self._d
+        e = 8 * hi - 8
+        s = 8 * lo
+        last = d[e + _LAT]
+        if last == NONE:
+            n, lat_sum, lon_sum = d[e + _XN], d[e + _XLAT], d[e + _XLON]
+        else:
+            n, lat_sum, lon_sum = d[e + _XN] + 1, d[e + _XLAT] + last, d[e + _XLON] + d[e + _LON]
+        n -= d[s + _XN]
+        lat_sum -= d[s + _XLAT]
+        lon_sum -= d[s + _XLON]
+        if lo <= pos < hi:  # the transaction itself is in the window: take it out
             n -= 1
             lat_sum -= lat_q
             lon_sum -= lon_q
@@ -223,14 +309,50 @@ class CardState(EventLog):
         return haversine_km(lat_q / COORD_SCALE, lon_q / COORD_SCALE,
                             mean_from_fixed(lat_sum, n), mean_from_fixed(lon_sum, n))
 
-    def _dropping(self, i: int, forced: bool) -> None:
-        self.before_ts = self.ts[i]
-        if self.lat[i] is not None:
-            self.before_geo = [self.ts[i], self.lat[i], self.lon[i]]
+    # -- serialisation -----------------------------------------------------------------------
+    def _columns(self) -> dict[str, list[Any]]:
+        s = self.head * 8
+        d = self._d
+        out: dict[str, list[Any]] = {
+            "lat": [None if v == NONE else v for v in d[s + _LAT :: 8]],
+            "lon": [None if v == NONE else v for v in d[s + _LON :: 8]],
+        }
+        for name, col in self.cat.items():
+            out[f"cat:{name}"] = col
+        return out
+
+    def _set_columns(self, n: int, cols: dict[str, Any]) -> None:
+        lat = cols.get("lat") or [None] * n
+        lon = cols.get("lon") or [None] * n
+        self._set_rows(array("q", cols["h"]), array("q", cols["c"]),
+                       array("q", [NONE if v is None else v for v in lat]),
+                       array("q", [NONE if v is None else v for v in lon]))
+        fields = self._lay.fields
+        self._set_cats(n, [cols.get(f"cat:{name}") for name in fields])
+
+    def _set_rows(self, h: array, c: array, lat: array, lon: array) -> None:
+        """Rebuild ``_d`` from its raw columns (NONE for missing coordinates)."""
+        has = [v != NONE for v in lat]
+        self._d = interleave([
+            h, c, lat, lon, prefix(c), prefix(has),
+            prefix([v if v != NONE else 0 for v in lat]),
+            prefix([v if w != NONE else 0 for v, w in zip(lon, lat, strict=True)]),
+        ], len(h))
+
+    def _set_cats(self, n: int, columns: list[list[str | None] | None]) -> None:
+        """Set the categorical columns (one list per field, None: a field not saved)."""
+        k = len(columns)
+        cat: list[str | None] = [None] * (n * k)
+        for j, col in enumerate(columns):
+            if col:
+                cat[j::k] = [None if v is None else _intern(v) for v in col]
+        self._cat = cat
 
     def _extras_to_dict(self) -> dict[str, Any]:
-        return {"bts": self.before_ts, "bgeo": self.before_geo}
+        geo = self.before_geo
+        return {"bts": self.before_ts, "bgeo": None if geo is None else list(geo)}
 
     def _extras_from_dict(self, data: dict[str, Any]) -> None:
         self.before_ts = data["bts"]
-        self.before_geo = data["bgeo"]
+        geo = data["bgeo"]
+        self.before_geo = None if geo is None else (geo[0], geo[1], geo[2])
