@@ -6,12 +6,14 @@ Modules
 -------
 spec       the declarative, versioned feature spec (``DEFAULT_SPEC``) and ``MISSING``
 txn        stateless transaction features (amount, weekend, night)
-windows    exact sliding windows over a per-key event log (integer aggregates)
-eventlog   the per-key history: ordering, lateness, duplicates, retention, serialisation
+eventlog   the per-key history: compact int64 columns, exact windows by prefix sums,
+           ordering, lateness, duplicates, retention, serialisation
 card       ``CardState``: customer windows, velocity, geo
 terminal   ``TerminalState``: delayed windows and label-based fraud risk
 lateness   the late / out-of-order policy (``LatenessPolicy``, ``Arrival``)
 geo        haversine distance, implied speed, fixed-point coordinates
+rows       ``TxnRow``/``LabelRow`` and the binary state-log codec (``encode``/``decode``)
+snapshot   the compact binary snapshot of one key's state (``dumps``/``loads``)
 batch      ``compute_features`` over a DataFrame and ``feature_vector`` (imports pandas)
 
 Examples

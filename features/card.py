@@ -56,9 +56,10 @@ from __future__ import annotations
 import sys
 from array import array
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any
 
-from features.eventlog import NONE, EventLog, interleave, prefix, to_cents
+from features.eventlog import NONE, EventLog, Layout, generate, interleave, prefix, to_cents
 from features.geo import COORD_SCALE, haversine_km, implied_speed_kmh, mean_from_fixed
 from features.rows import TxnRow, clean_category, clean_coords
 from features.spec import DEFAULT_SPEC, MISSING, FeatureSpec
@@ -225,63 +226,68 @@ class CardState(EventLog):
             i -= 1
         return self.before_geo
 
-    def _compute(self, pos: int, at: int, end: int, fast: bool) -> list[float]:
-        lay = self._lay
-        ts = self._ts
-        d = self._d
-        head = self.head
-        b = 8 * pos
-        cents = d[b + _C]
-        lat_q = d[b + _LAT]
-        spans = []
-        for w, delay in lay.bounds:
-            hi = bisect_right(ts, at - delay, head, end) if delay else end
-            spans.append((bisect_right(ts, at - delay - w, head, hi), hi))
-        out: list[float] = []
-        dist = None
-        for code, slot in lay.plan:
-            if code <= _RATIO:
-                lo, hi = spans[slot]
-                count = hi - lo
-                if code == _COUNT:
-                    out.append(float(count))
-                    continue
-                if count:
-                    e = 8 * hi - 8
-                    total = d[e + _XC] + d[e + _C] - d[8 * lo + _XC]
-                else:
-                    total = 0
-                if code == _SUM:
-                    out.append(total / 100)
-                elif code == _MEAN:
-                    out.append(total / (count * 100) if count else 0.0)
-                else:
-                    out.append(cents * count / total if total > 0 else MISSING)
-            elif code == _SINCE:
-                prev_ts = ts[pos - 1] if pos > head else self.before_ts
-                out.append(MISSING if prev_ts is None else (at - prev_ts) / 1000)
-            elif code == _DIST or code == _SPEED:
-                if dist is None:
-                    prev = None if lat_q == NONE else self._prev_geo(pos)
-                    if prev is None:
-                        dist = (MISSING, MISSING)
-                    else:
-                        km = haversine_km(prev[1] / COORD_SCALE, prev[2] / COORD_SCALE,
-                                          lat_q / COORD_SCALE, d[b + _LON] / COORD_SCALE)
-                        dist = (km, implied_speed_kmh(km, at - prev[0]))
-                out.append(dist[0] if code == _DIST else dist[1])
-            elif code == _USUAL:
-                out.append(self._usual_distance(spans[slot], pos, lat_q, d[b + _LON]))
+    def _distance(self, pos: int, at: int, lat_q: int, lon_q: int) -> tuple[float, float]:
+        """``(distance_prev_km, speed_prev_kmh)`` of the event at ``pos``."""
+        prev = None if lat_q == NONE else self._prev_geo(pos)
+        if prev is None:
+            return MISSING, MISSING
+        km = haversine_km(prev[1] / COORD_SCALE, prev[2] / COORD_SCALE,
+                          lat_q / COORD_SCALE, lon_q / COORD_SCALE)
+        return km, implied_speed_kmh(km, at - prev[0])
+
+    @classmethod
+    def _generate(cls, lay: Layout) -> tuple[Callable[..., list[float]], str]:
+        """Straight-line code for ``lay.plan``: per window ``k``, bounds ``lo{k}, hi{k}``
+        (two bisections), count ``n{k}`` and, when used, total cents ``t{k}`` (prefix sums)."""
+        k_fields = len(lay.fields)
+        lines = ["def compute(self, pos, at, end, fast):",
+                 "    ts = self._ts", "    d = self._d", "    head = self.head",
+                 "    b = 8 * pos", "    cents = d[b + 1]", "    lat_q = d[b + 2]"]
+        totals = {slot for code, slot in lay.plan if _SUM <= code <= _RATIO}
+        same: dict[int, int] = {}  # windows with one delay end at the same row
+        for k, (w, delay) in enumerate(lay.bounds):
+            if delay in same:
+                lines.append(f"    hi{k} = hi{same[delay]}")
             else:
-                lo, hi = spans[slot >> 8]
-                k = len(lay.fields)
-                if k == 1:
-                    values = set(self._cat[lo:hi])
-                else:
-                    j = slot & 255
-                    values = set(self._cat[lo * k + j : hi * k : k])
-                out.append(float(len(values) - (None in values)))
-        return out
+                same[delay] = k
+                lines.append(f"    hi{k} = bisect_right(ts, at - {delay}, head, end)" if delay
+                             else f"    hi{k} = end")
+            lines.append(f"    lo{k} = bisect_right(ts, at - {delay + w}, head, hi{k})")
+            lines.append(f"    n{k} = hi{k} - lo{k}")
+            if k in totals:
+                lines.append(f"    t{k} = d[8 * hi{k} - 4] + d[8 * hi{k} - 7] - d[8 * lo{k} + 4]"
+                             f" if n{k} else 0")
+        out = []
+        for code, slot in lay.plan:
+            k = slot
+            if code == _COUNT:
+                out.append(f"float(n{k})")
+            elif code == _SUM:
+                out.append(f"t{k} / 100")
+            elif code == _MEAN:
+                out.append(f"(t{k} / (n{k} * 100) if n{k} else 0.0)")
+            elif code == _RATIO:
+                out.append(f"(cents * n{k} / t{k} if t{k} > 0 else MISSING)")
+            elif code == _SINCE:
+                if "    prev_ts = " not in "\n".join(lines):
+                    lines.append("    prev_ts = ts[pos - 1] if pos > head else self.before_ts")
+                out.append("(MISSING if prev_ts is None else (at - prev_ts) / 1000)")
+            elif code == _DIST or code == _SPEED:
+                if "    dist = " not in "\n".join(lines):
+                    lines.append("    dist = self._distance(pos, at, lat_q, d[b + 3])")
+                out.append("dist[0]" if code == _DIST else "dist[1]")
+            elif code == _USUAL:
+                out.append(f"self._usual_distance((lo{k}, hi{k}), pos, lat_q, d[b + 3])")
+            else:
+                k, j = slot >> 8, slot & 255
+                var = f"u{k}_{j}"
+                if f"    {var} = " not in "\n".join(lines):
+                    cut = (f"lo{k}:hi{k}" if k_fields == 1 else
+                           f"lo{k} * {k_fields} + {j} : hi{k} * {k_fields} : {k_fields}")
+                    lines.append(f"    {var} = set(self._cat[{cut}])")
+                out.append(f"float(len({var}) - (None in {var}))")
+        lines.append("    return [" + ", ".join(out) + "]")
+        return generate(lines, {"bisect_right": bisect_right, "MISSING": MISSING})
 
     def _usual_distance(self, span: tuple[int, int], pos: int, lat_q: int, lon_q: int) -> float:
         if lat_q == NONE:

@@ -63,9 +63,19 @@ from __future__ import annotations
 import heapq
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from typing import Any
 
-from features.eventlog import _EMPTY, EventLog, interleave, prefix, to_cents, txn_hash
+from features.eventlog import (
+    _EMPTY,
+    EventLog,
+    Layout,
+    generate,
+    interleave,
+    prefix,
+    to_cents,
+    txn_hash,
+)
 from features.lateness import LateEventError
 from features.rows import LabelRow, TxnRow
 from features.spec import DEFAULT_SPEC, FeatureSpec
@@ -300,49 +310,63 @@ class TerminalState(EventLog):
         out = self._compute(-1, ts, len(self._ts), False, due)
         return dict(zip(lay.names, out, strict=True))
 
-    def _frauds(self, w: int, delay: int, at: int, fast: bool, due: list[int]) -> int:
-        hi_edge = at - delay
-        f_ts = self.f_ts
-        a = bisect_right(f_ts, hi_edge - w)
-        b = bisect_right(f_ts, hi_edge, a)
-        if fast:  # every stored label was reported at or before the watermark == at
-            frauds = b - a
-        else:
-            frauds = sum(1 for r in self.f_rep[a:b] if r <= at)
-        if due:
-            frauds += bisect_right(due, hi_edge) - bisect_right(due, hi_edge - w)
-        return frauds
+    def _slow_frauds(self, a: int, b: int, at: int) -> int:
+        return sum(1 for r in self.f_rep[a:b] if r <= at)
 
     def _compute(self, pos: int, at: int, end: int, fast: bool,
                  due: list[int] | None = None) -> list[float]:
-        lay = self._lay
-        ts = self._ts
-        head = self.head
-        d = self._d
-        spans = []
-        for w, delay in lay.bounds:
-            hi = bisect_right(ts, at - delay, head, end) if delay else end
-            spans.append((bisect_right(ts, at - delay - w, head, hi), hi))
-        out: list[float] = []
-        for code, slot in lay.plan:
-            lo, hi = spans[slot]
-            count = hi - lo
-            if code == _COUNT:
-                out.append(float(count))
-            elif code == _SUM or code == _MEAN:
-                total = d[3 * hi - 3 + _XC] + d[3 * hi - 3 + _C] - d[3 * lo + _XC] if count else 0
-                if code == _SUM:
-                    out.append(total / 100)
-                else:
-                    out.append(total / (count * 100) if count else 0.0)
+        return self._lay.compute(self, pos, at, end, fast, due)
+
+    @classmethod
+    def _generate(cls, lay: Layout) -> tuple[Callable[..., list[float]], str]:
+        """Straight-line code for ``lay.plan``: per window ``k``, bounds ``lo{k}, hi{k}``,
+        count ``n{k}``, when used total cents ``t{k}`` and frauds known at ``at`` ``f{k}``
+        (``fast``: every stored label was reported at or before the watermark == at;
+        ``due``: sorted event times of held labels to count as well, see features_at)."""
+        lines = ["def compute(self, pos, at, end, fast, due=None):",
+                 "    ts = self._ts", "    d = self._d", "    head = self.head",
+                 "    f_ts = self.f_ts"]
+        totals = {slot for code, slot in lay.plan if code in (_SUM, _MEAN)}
+        frauds = {slot for code, slot in lay.plan if code in (_FRAUDS, _RISK)}
+        same: dict[int, int] = {}  # windows with one delay end at the same row
+        for k, (w, delay) in enumerate(lay.bounds):
+            if delay in same:
+                lines.append(f"    hi{k} = hi{same[delay]}")
             else:
-                w, delay = lay.bounds[slot]
-                frauds = self._frauds(w, delay, at, fast, due or [])
-                if code == _FRAUDS:
-                    out.append(float(frauds))
-                else:
-                    out.append(frauds / count if count else 0.0)
-        return out
+                same[delay] = k
+                lines.append(f"    hi{k} = bisect_right(ts, at - {delay}, head, end)" if delay
+                             else f"    hi{k} = end")
+            lines.append(f"    lo{k} = bisect_right(ts, at - {delay + w}, head, hi{k})")
+            lines.append(f"    n{k} = hi{k} - lo{k}")
+            if k in totals:
+                lines.append(f"    t{k} = d[3 * hi{k} - 1] + d[3 * hi{k} - 2] - d[3 * lo{k} + 2]"
+                             f" if n{k} else 0")
+            if k in frauds:
+                lines += [
+                    "    if f_ts:",
+                    f"        a{k} = bisect_right(f_ts, at - {delay + w})",
+                    f"        b{k} = bisect_right(f_ts, at - {delay}, a{k})",
+                    f"        f{k} = b{k} - a{k} if fast else self._slow_frauds(a{k}, b{k}, at)",
+                    "    else:",
+                    f"        f{k} = 0",
+                    "    if due:",
+                    f"        f{k} += bisect_right(due, at - {delay}) - "
+                    f"bisect_right(due, at - {delay + w})",
+                ]
+        out = []
+        for code, k in lay.plan:
+            if code == _COUNT:
+                out.append(f"float(n{k})")
+            elif code == _SUM:
+                out.append(f"t{k} / 100")
+            elif code == _MEAN:
+                out.append(f"(t{k} / (n{k} * 100) if n{k} else 0.0)")
+            elif code == _FRAUDS:
+                out.append(f"float(f{k})")
+            else:
+                out.append(f"(f{k} / n{k} if n{k} else 0.0)")
+        lines.append("    return [" + ", ".join(out) + "]")
+        return generate(lines, {"bisect_right": bisect_right})
 
     # -- serialisation -----------------------------------------------------------------------
     def _set_columns(self, n: int, cols: dict[str, Any]) -> None:
