@@ -59,7 +59,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
-from features.eventlog import NONE, EventLog, Layout, generate, interleave, prefix, to_cents
+from features.eventlog import NONE, EventLog, Layout, generate, interleave, prefix
 from features.geo import COORD_SCALE, haversine_km, implied_speed_kmh, mean_from_fixed
 from features.rows import TxnRow, clean_category, clean_coords
 from features.spec import DEFAULT_SPEC, MISSING, FeatureSpec
@@ -146,10 +146,17 @@ class CardState(EventLog):
         if type(txn) is TxnRow:
             cats = [None if (v := getattr(txn, c)) is None else _intern(v) for c in fields]
             return (txn.ts, txn.txn_id, txn.cents, txn.lat, txn.lon, *cats)
-        lat, lon = clean_coords(txn.get("lat"), txn.get("lon"))
-        cats = [None if (v := clean_category(txn.get(c))) is None else _intern(v)
+        # clean_coords, clean_category and to_cents, inlined (the hot path of every update)
+        lat = txn.get("lat")
+        lon = txn.get("lon")
+        if lat is None or lon is None or lat != lat or lon != lon:
+            lat = lon = None
+        else:
+            lat = round(float(lat) * COORD_SCALE)
+            lon = round(float(lon) * COORD_SCALE)
+        cats = [None if (v := txn.get(c)) is None or v != v else _intern(str(v))
                 for c in fields]
-        return (int(txn["ts"]), str(txn["txn_id"]), to_cents(float(txn["amount"])), lat, lon,
+        return (int(txn["ts"]), str(txn["txn_id"]), round(float(txn["amount"]) * 100), lat, lon,
                 *cats)
 
     def update(self, txn: Any) -> dict[str, float]:
@@ -338,12 +345,14 @@ class CardState(EventLog):
 
     def _set_rows(self, h: array, c: array, lat: array, lon: array) -> None:
         """Rebuild ``_d`` from its raw columns (NONE for missing coordinates)."""
-        has = [v != NONE for v in lat]
-        self._d = interleave([
-            h, c, lat, lon, prefix(c), prefix(has),
-            prefix([v if v != NONE else 0 for v in lat]),
-            prefix([v if w != NONE else 0 for v, w in zip(lon, lat, strict=True)]),
-        ], len(h))
+        n = len(h)
+        if NONE in lat:
+            geo = [prefix([v != NONE for v in lat]),
+                   prefix([v if v != NONE else 0 for v in lat]),
+                   prefix([v if w != NONE else 0 for v, w in zip(lon, lat, strict=True)])]
+        else:  # every row has coordinates
+            geo = [array("q", range(n)), prefix(lat), prefix(lon)]
+        self._d = interleave([h, c, lat, lon, prefix(c), *geo], n)
 
     def _set_cats(self, n: int, columns: list[list[str | None] | None]) -> None:
         """Set the categorical columns (one list per field, None: a field not saved)."""

@@ -67,6 +67,7 @@ from itertools import accumulate
 from typing import Any, ClassVar, Self
 
 from features.lateness import Arrival, LateEventError, LatenessPolicy
+from features.rows import TxnRow, to_cents
 from features.spec import DEFAULT_SPEC, FeatureSpec
 
 DEFAULT_MAX_EVENTS = 10_000
@@ -77,16 +78,8 @@ NONE = -(2**63)
 _LAYOUTS: dict[tuple[Any, ...], Layout] = {}
 _EMPTY: tuple[()] = ()
 
-
-def to_cents(amount: float) -> int:
-    """Amount as integer cents (rounded half to even).
-
-    Examples
-    --------
-    >>> to_cents(12.34), to_cents(0.1 + 0.2), to_cents(220.0)
-    (1234, 30, 22000)
-    """
-    return round(amount * 100)
+__all__ = ["DEFAULT_MAX_EVENTS", "NONE", "EventLog", "Layout", "generate", "interleave",
+           "prefix", "to_cents", "txn_hash"]
 
 
 def txn_hash(txn_id: str) -> int:
@@ -285,10 +278,11 @@ class EventLog:
         return arrival
 
     def arrival(self, txn: Any) -> Arrival:
-        """:meth:`classify` for a transaction dict; LATE events must go to the late topic."""
-        if isinstance(txn, dict):
-            return self.classify(str(txn["txn_id"]), int(txn["ts"]))
-        return self.classify(txn.txn_id, txn.ts)
+        """:meth:`classify` for a transaction (a dict or a :class:`~features.rows.TxnRow`);
+        LATE events must go to the late topic."""
+        if type(txn) is TxnRow:
+            return self.classify(txn.txn_id, txn.ts)
+        return self.classify(str(txn["txn_id"]), int(txn["ts"]))
 
     def row(self, txn: Any) -> tuple[Any, ...]:
         """The internal row ``(ts, txn_id, cents, *extras)`` of a transaction."""

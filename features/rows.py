@@ -50,7 +50,6 @@ from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any, NamedTuple
 
-from features.eventlog import to_cents
 from features.geo import to_fixed
 
 FORMAT = 1
@@ -87,6 +86,17 @@ class LabelRow(NamedTuple):
     reported_at: int
     is_fraud: bool
     offset: int = -1
+
+
+def to_cents(amount: float) -> int:
+    """Amount as integer cents (rounded half to even).
+
+    Examples
+    --------
+    >>> to_cents(12.34), to_cents(0.1 + 0.2), to_cents(220.0)
+    (1234, 30, 22000)
+    """
+    return round(amount * 100)
 
 
 def clean_category(value: Any) -> str | None:

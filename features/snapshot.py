@@ -53,6 +53,7 @@ _KINDS = {"card": ord("C"), "terminal": ord("T")}
 _WM_NONE = 1
 _BTS = 2
 _BGEO = 4
+_STRUCTS: dict[str, struct.Struct] = {}
 
 
 def _narrow(col: array) -> tuple[bool, bytes]:
@@ -124,8 +125,8 @@ def dumps(state: Any) -> bytes:
 
 
 class _Reader:
-    def __init__(self, blob: bytes) -> None:
-        self.view = memoryview(blob)
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
         self.pos = 0
 
     def take(self, size: int) -> memoryview:
@@ -137,7 +138,7 @@ class _Reader:
         return out
 
     def unpack(self, fmt: str) -> tuple[Any, ...]:
-        st = struct.Struct(fmt)
+        st = _STRUCTS.get(fmt) or _STRUCTS.setdefault(fmt, struct.Struct(fmt))
         return st.unpack(self.take(st.size))
 
     def column(self, code: str, n: int) -> array:
@@ -166,7 +167,7 @@ def loads(state: Any, blob: bytes) -> None:
         raise ValueError(f"state snapshot: not a {state.ENTITY} state")
     if zlib.crc32(memoryview(blob)[:-4]) != crc:
         raise ValueError("state snapshot: checksum mismatch (corrupt)")
-    r = _Reader(blob[:-4])
+    r = _Reader(memoryview(blob)[:-4])
     r.take(_HEADER.size)
     state.watermark = None if flags & _WM_NONE else wm
     state.evicted = evicted
