@@ -346,7 +346,10 @@ class CardState(EventLog):
     def _set_rows(self, h: array, c: array, lat: array, lon: array) -> None:
         """Rebuild ``_d`` from its raw columns (NONE for missing coordinates)."""
         n = len(h)
-        if NONE in lat:
+        missing = lat.count(NONE)
+        if missing == n:  # no row has coordinates
+            geo = [array("q", bytes(8 * n)) for _ in range(3)]
+        elif missing:
             geo = [prefix([v != NONE for v in lat]),
                    prefix([v if v != NONE else 0 for v in lat]),
                    prefix([v if w != NONE else 0 for v, w in zip(lon, lat, strict=True)])]

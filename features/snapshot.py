@@ -58,17 +58,20 @@ _STRUCTS: dict[str, struct.Struct] = {}
 
 def _narrow(col: array) -> tuple[bool, bytes]:
     """``col`` as int32 bytes (True) when every value fits, else its int64 bytes."""
-    if not col:
-        return True, b""
-    if NONE in col:
-        vals: Any = [_NONE32 if v == NONE else v for v in col]
-        lo = min((v for v in vals if v != _NONE32), default=0)
-    else:
-        vals = col
-        lo = min(col)
-    if lo > _NONE32 and max(vals) < 2**31:
-        return True, array("i", vals).tobytes()
-    return False, col.tobytes()
+    missing = col.count(NONE)
+    if missing == len(col):  # no row has the value (e.g. no coordinates at all)
+        return True, (array("i", [_NONE32]) * missing).tobytes()
+    src = array("q", [_NONE32 if v == NONE else v for v in col]) if missing else col
+    try:
+        small = array("i", src)
+    except OverflowError:
+        return False, col.tobytes()
+    if small.count(_NONE32) != missing:  # a real value equal to the int32 marker
+        return False, col.tobytes()
+    return True, small.tobytes()
+
+
+_NAMES: dict[str, bytes] = {}
 
 
 def _strings(values: list[str]) -> bytes:
@@ -100,12 +103,15 @@ def dumps(state: Any) -> bytes:
             parts.append(struct.pack("<qqq", *state.before_geo))
         fields = state._lay.fields
         parts.append(struct.pack("<B", len(fields)))
-        for name, col in state.cat.items():
+        k = len(fields)
+        for j, name in enumerate(fields):
+            col = state._cat[head * k + j :: k]
             index: dict[Any, int] = {None: 0}
             codes = [index.setdefault(v, len(index)) for v in col]
             size = len(index)
             code = "B" if size <= 256 else "H" if size <= 65536 else "I"
-            parts += [_strings([name]), _strings(list(index)[1:]), code.encode(),
+            packed = _NAMES.get(name) or _NAMES.setdefault(name, _strings([name]))
+            parts += [packed, _strings(list(index)[1:]), code.encode(),
                       array(code, codes).tobytes()]
     else:
         pending = sorted(state._pending)
@@ -176,8 +182,13 @@ def loads(state: Any, blob: bytes) -> None:
     for k in range(1, state.RAW):
         if narrow >> k & 1:
             small = r.column("i", n)
-            col = array("q", [NONE if v == _NONE32 else v for v in small]
-                        if _NONE32 in small else small)
+            missing = small.count(_NONE32)
+            if missing == n:
+                col = array("q", [NONE]) * n
+            elif missing:
+                col = array("q", [NONE if v == _NONE32 else v for v in small])
+            else:
+                col = array("q", small)
         else:
             col = r.column("q", n)
         raw.append(col)
