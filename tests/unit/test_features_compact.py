@@ -300,3 +300,15 @@ def test_small_states_are_small():
         size = tracemalloc.get_traced_memory()[0] / len(states)
         tracemalloc.stop()
         assert size < 700, (cls.__name__, size)
+
+
+def test_any_mapping_or_row_is_accepted():
+    from types import MappingProxyType
+
+    rec = {"txn_id": "a", "card_id": "c", "terminal_id": "T", "amount": 2.5, "ts": 5,
+           "lat": 1.0, "lon": 2.0, "country": "FR"}
+    for cls in (CardState, TerminalState):
+        a, b, c = cls(), cls(), cls()
+        assert a.arrival(MappingProxyType(rec)) is b.arrival(txn_row(rec)) is Arrival.IN_ORDER
+        assert a.update(MappingProxyType(rec)) == b.update(txn_row(rec)) == c.update(rec)
+        assert a.arrival(rec) is b.arrival(txn_row(rec)) is Arrival.DUPLICATE
