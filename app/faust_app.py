@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from app import faust_tuning
+from app import faust_ext
 from app.topics import Topics, declare_topics
 from config.endpoints import state_dir
 from config.monitoring import MODEL_SIGNALS
@@ -48,7 +48,7 @@ def create_app(
 
     ``tansu`` says that the broker is the embedded Tansu: its consumer-group coordinator
     holds a first JoinGroup for half the session timeout, so the session is kept short there
-    (see :mod:`app.faust_tuning`). ``redis`` is the Feast online store's Redis; without it
+    (see :mod:`app.faust_ext`). ``redis`` is the Feast online store's Redis; without it
     nothing is materialised.
     """
     check_drift_signals(settings)
@@ -75,11 +75,11 @@ def create_app(
         web_metrics_enabled=False,
     )
     session = settings.broker.session_timeout_s or (TANSU_SESSION_TIMEOUT_S if tansu else 0.0)
-    faust_tuning.apply(
+    faust_ext.apply(
         app,
         fetch_max_wait_ms=settings.broker.fetch_max_wait_ms,
         tansu=bool(session),
-        session_timeout=session or faust_tuning.TANSU_SESSION_TIMEOUT,
+        session_timeout=session or faust_ext.TANSU_SESSION_TIMEOUT,
         heartbeat_interval=min(session / 4, 3.0) if session else 0.5,
         table_startup_grace=0.0,
         exact_end_offsets=tansu,

@@ -26,7 +26,7 @@ class BrokerInfo:
 
     @property
     def tansu(self) -> bool:
-        """Whether the cluster is the embedded Tansu broker (see app.faust_tuning)."""
+        """Whether the cluster is the embedded Tansu broker (see app.faust_ext)."""
         from config.endpoints import is_tansu
 
         return is_tansu(self.cluster_id)

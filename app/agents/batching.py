@@ -3,7 +3,7 @@
 Faust's per-event stream machinery costs far more than the feature code (docs/operations.md; our
 measurements: ~0.9 ms of CPU per forwarded event against ~0.3 ms in batches). So agents take
 events in micro-batches bounded by size and time (``stream.take_events``), handle each event
-inside :func:`app.faust_tuning.event_context` (so table writes go to that event's changelog
+inside :func:`app.faust_ext.event_context` (so table writes go to that event's changelog
 partition, exactly as in a per-event loop), and send their output straight to the producer
 instead of through Faust's per-message future machinery.
 
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.dlq import dead_letter
-from app.faust_tuning import event_context
+from app.faust_ext import event_context
 from contracts.rejections import Rejection
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from app.agents.batching import Sender, run_batches
 from app.dlq import dead_letter
 from app.drift.join import CardJoin
 from app.drift.monitor import MODEL_SIGNALS, ModelMonitor
-from app.faust_tuning import event_context
+from app.faust_ext import event_context
 from app.keyed_state import KeyedStates, changelog_writer
 from app.metrics import DRIFT_DETECTIONS, DRIFT_INPUTS, DRIFT_MEAN, DRIFT_WIDTH
 from app.topics import Topics

@@ -1,4 +1,4 @@
-"""Where a partition's log ends, as Faust's table recovery needs it (app.faust_tuning fix 7)."""
+"""Where a partition's log ends, as Faust's table recovery needs it (app.faust_ext.tables, fix 7)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
-from app.faust_tuning import exact_end_offsets
+from app.faust_ext import exact_end_offsets
 
 pytestmark = [pytest.mark.integration]
 
