@@ -46,8 +46,10 @@ import asyncio
 import logging
 from typing import Any
 
-from app.faust_ext import rebalance, tables, transport
+from app.faust_ext import acks, pausing, progress, rebalance, tables, transport
+from app.faust_ext.acks import InOrderAcks
 from app.faust_ext.aiokafka_patch import leave_group_patched, patch_aiokafka_leave_group
+from app.faust_ext.progress import PartitionProgress, partition_progress
 from app.faust_ext.rebalance import RebalanceHooks, release_held
 from app.faust_ext.sensors import LeanMonitor, install_lean_monitor
 from app.faust_ext.tables import FastStartTableManager, event_context, exact_end_offsets
@@ -69,17 +71,26 @@ __all__ = [
     "FastStartTableManager",
     "FetchWaitConsumer",
     "FetchWaitConsumerThread",
+    "InOrderAcks",
     "LeanMonitor",
+    "PartitionProgress",
     "RebalanceHooks",
     "apply",
     "event_context",
     "exact_end_offsets",
     "fast_drain_supported",
     "leave_group_patched",
+    "partition_progress",
     "patch_aiokafka_leave_group",
     "release_held",
     "tansu_settings",
     "use_event_loop",
+    "acks",
+    "pausing",
+    "progress",
+    "rebalance",
+    "tables",
+    "transport",
 ]
 
 log = logging.getLogger(__name__)
