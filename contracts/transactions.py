@@ -1,9 +1,13 @@
 """The transaction and label contract, and strict validation of raw record values at the edge.
 
-A record value is parsed straight from its bytes with pydantic in strict mode (JSON numbers
-only where numbers are expected, no NaN or Infinity anywhere). The outcome is either a
-:class:`Transaction` or a :class:`~contracts.rejections.Rejection` with a machine-readable
-``reason`` (one of :data:`~contracts.rejections.REASONS`) and a human-readable ``error``.
+A record value is parsed by the one depth-limited decoder of :mod:`contracts.wire` (no NaN or
+Infinity anywhere, extra fields and overflowing literals such as ``1e309`` included; at most 64
+levels of nesting), then checked by pydantic in strict mode (JSON numbers only where numbers
+are expected). The ids (``txn_id``, ``card_id``, ``terminal_id``) are 1-64 characters without
+any control character (C0, DEL, C1: no NUL, ESC or newline to inject into logs and UIs
+downstream). The outcome is either a :class:`Transaction` or a
+:class:`~contracts.rejections.Rejection` with a machine-readable ``reason`` (a
+:class:`~contracts.reasons.Reason`) and a human-readable ``error``.
 Neither ever contains the payload: it is card data, and the original bytes travel only to the
 dead-letter topic.
 
@@ -23,20 +27,28 @@ and normalised to integer epoch milliseconds (UTC).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contracts.rejections import REASONS, Rejection
+from contracts.reasons import Reason
+from contracts.rejections import ContractError, Rejection
+from contracts.wire import loads_object
 
 #: Earliest accepted event time: 2000-01-01T00:00:00Z in epoch ms. Catches epoch *seconds*.
 MIN_TS_MS = 946_684_800_000
 #: Latest representable event time we accept at all (year 2100).
 MAX_TS_MS = 4_102_444_800_000
+
+#: An id: 1-64 characters, none of them a control character (C0 U+0000-U+001F, DEL U+007F,
+#: C1 U+0080-U+009F).
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$"
+ID_RULE = "1-64 characters, no control characters"
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+ID_FIELDS = frozenset({"txn_id", "card_id", "terminal_id"})
 
 
 class Transaction(BaseModel):
@@ -44,9 +56,9 @@ class Transaction(BaseModel):
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
 
-    txn_id: str = Field(min_length=1, max_length=64)
-    card_id: str = Field(min_length=1, max_length=64)
-    terminal_id: str = Field(min_length=1, max_length=64)
+    txn_id: Id
+    card_id: Id
+    terminal_id: Id
     amount: float
     currency: str = Field(min_length=3, max_length=3)
     ts: int | str
@@ -77,35 +89,45 @@ class Rules:
         )
 
 
-def _reject(reason: str, error: str) -> Rejection:
-    return Rejection(reason, error[:500])
+def _reject(reason: Reason, error: str) -> Rejection:
+    return Rejection(reason, error)
 
 
 def _from_pydantic(exc: ValidationError) -> Rejection:
     errors = exc.errors(include_input=True, include_url=False)
-    ranked: list[tuple[int, str, str]] = []
+    ranked: list[tuple[int, Reason, str]] = []
     for err in errors:
         kind = err["type"]
         field = str(err["loc"][0]) if err["loc"] else ""
+        reason: Reason
         if kind == "json_invalid":
-            reason = "malformed_json"
+            reason = Reason.MALFORMED_JSON
         elif kind == "model_type":
-            reason = "null_value" if err.get("input") is None else "not_an_object"
+            reason = Reason.NULL_VALUE if err.get("input") is None else Reason.NOT_AN_OBJECT
         elif kind == "finite_number":
-            reason = "non_finite_number"
+            reason = Reason.NON_FINITE_NUMBER
         elif kind == "missing" or err.get("input", 0) is None:
-            reason = "missing_field"
-        elif kind.endswith("_type") or kind in ("literal_error",):
-            reason = "wrong_type" if kind != "literal_error" else "invalid_field"
+            reason = Reason.MISSING_FIELD
+        elif kind.endswith("_type"):
+            reason = Reason.WRONG_TYPE
         else:
-            reason = "invalid_field"
+            reason = Reason.INVALID_FIELD
         detail = f"{field}: {err['msg']}" if field else err["msg"]
         if kind == "missing" or err.get("input", 0) is None:
             detail = f"{field}: required field is missing or null"
-        ranked.append((REASONS.index(reason), reason, detail))
+        elif field in ID_FIELDS and reason is Reason.INVALID_FIELD:
+            detail = f"{field}: {ID_RULE}"  # never the pattern's text, never the value
+        ranked.append((reason.rank, reason, detail))
     ranked.sort()
     reason = ranked[0][1]
     return _reject(reason, "; ".join(detail for _, _, detail in ranked))
+
+
+def from_validation_error(exc: ValidationError) -> ContractError:
+    """The :class:`ContractError` of a pydantic error (same reason and detail as
+    :func:`validate`'s rejection)."""
+    rejection = _from_pydantic(exc)
+    return ContractError(rejection.reason, rejection.error)
 
 
 def _parse_ts(value: int | str) -> int | Rejection:
@@ -122,67 +144,46 @@ def _parse_ts(value: int | str) -> int | Rejection:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            return _reject("invalid_timestamp", "ts: not ISO-8601 nor epoch milliseconds")
+            return _reject(Reason.INVALID_TIMESTAMP, "ts: not ISO-8601 nor epoch milliseconds")
         if parsed.tzinfo is None:
-            return _reject("invalid_timestamp", "ts: ISO-8601 time needs a time-zone offset")
+            return _reject(Reason.INVALID_TIMESTAMP,
+                           "ts: ISO-8601 time needs a time-zone offset")
         ms = round(parsed.timestamp() * 1000)
     else:
         ms = value
     if not MIN_TS_MS <= ms < MAX_TS_MS:
         return _reject(
-            "invalid_timestamp", "ts: epoch milliseconds between 2000-01-01 and 2100-01-01"
+            Reason.INVALID_TIMESTAMP, "ts: epoch milliseconds between 2000-01-01 and 2100-01-01"
         )
     return ms
 
 
-def _has_non_finite(text: str) -> bool:
-    """True when the JSON text holds NaN/Infinity outside strings (anywhere in the object)."""
-
-    def refuse(constant: str) -> float:
-        raise ValueError(constant)
-
-    try:
-        json.loads(text, parse_constant=refuse)
-    except ValueError:
-        return True
-    return False
-
-
 def validate(raw: bytes | None, rules: Rules, now_ms: float) -> Transaction | Rejection:
     """Parse and check one record value; a :class:`Transaction` or a :class:`Rejection`."""
-    if raw is None or raw == b"":
-        return _reject("null_value", "record value is null (empty)")
-    if len(raw) > rules.max_payload_bytes:
-        return _reject(
-            "payload_too_large",
-            f"value is {len(raw)} bytes, the limit is {rules.max_payload_bytes}",
-        )
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return _reject("not_utf8", f"value is not UTF-8 (byte {exc.start})")
-    try:
-        txn = Transaction.model_validate_json(text)
+        txn = Transaction.model_validate(loads_object(raw, max_bytes=rules.max_payload_bytes))
+    except ContractError as exc:
+        return exc.rejection()
     except ValidationError as exc:
         return _from_pydantic(exc)
-    if ("NaN" in text or "Infinity" in text) and _has_non_finite(text):
-        return _reject("non_finite_number", "NaN or Infinity in the record")
 
     if not (0 < txn.amount <= rules.max_amount) or math.isnan(txn.amount):
-        return _reject("invalid_amount", f"amount: must be > 0 and <= {rules.max_amount:g}")
+        return _reject(Reason.INVALID_AMOUNT,
+                       f"amount: must be > 0 and <= {rules.max_amount:g}")
     if txn.currency not in rules.currencies:
-        return _reject("unknown_currency", "currency: not in the accepted list")
+        return _reject(Reason.UNKNOWN_CURRENCY, "currency: not in the accepted list")
     if (txn.lat is None) != (txn.lon is None):
-        return _reject("invalid_coordinates", "lat and lon: give both or neither")
+        return _reject(Reason.INVALID_COORDINATES, "lat and lon: give both or neither")
     if txn.lat is not None and txn.lon is not None:
         if not (-90.0 <= txn.lat <= 90.0 and -180.0 <= txn.lon <= 180.0):
-            return _reject("invalid_coordinates", "lat must be in [-90, 90], lon in [-180, 180]")
+            return _reject(Reason.INVALID_COORDINATES,
+                           "lat must be in [-90, 90], lon in [-180, 180]")
     ts = _parse_ts(txn.ts)
     if isinstance(ts, Rejection):
         return ts
     if ts > now_ms + rules.max_future_skew_ms:
         return _reject(
-            "future_timestamp",
+            Reason.FUTURE_TIMESTAMP,
             f"ts: more than {rules.max_future_skew_ms // 1000} s ahead of the wall clock",
         )
     if ts != txn.ts:
@@ -195,9 +196,9 @@ class Label(BaseModel):
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
 
-    txn_id: str = Field(min_length=1, max_length=64)
-    card_id: str = Field(min_length=1, max_length=64)
-    terminal_id: str = Field(min_length=1, max_length=64)
+    txn_id: Id
+    card_id: Id
+    terminal_id: Id
     is_fraud: bool | Literal[0, 1]
     ts: int | str
     reported_at: int | str
@@ -215,14 +216,10 @@ def validate_label(raw: bytes | None, rules: Rules) -> Label | Rejection:
     ...                b'"ts":1522540831000,"reported_at":1522540830000}', rules).reason
     'invalid_timestamp'
     """
-    if raw is None or raw == b"":
-        return _reject("null_value", "record value is null (empty)")
-    if len(raw) > rules.max_payload_bytes:
-        return _reject("payload_too_large", f"value is {len(raw)} bytes")
     try:
-        label = Label.model_validate_json(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return _reject("not_utf8", f"value is not UTF-8 (byte {exc.start})")
+        label = Label.model_validate(loads_object(raw, max_bytes=rules.max_payload_bytes))
+    except ContractError as exc:
+        return exc.rejection()
     except ValidationError as exc:
         return _from_pydantic(exc)
     ts, reported = _parse_ts(label.ts), _parse_ts(label.reported_at)
@@ -231,6 +228,6 @@ def validate_label(raw: bytes | None, rules: Rules) -> Label | Rejection:
             return parsed
     assert isinstance(ts, int) and isinstance(reported, int)
     if reported < ts:
-        return _reject("invalid_timestamp", "reported_at: before the transaction's ts")
+        return _reject(Reason.INVALID_TIMESTAMP, "reported_at: before the transaction's ts")
     return label.model_copy(update={"ts": ts, "reported_at": reported,
                                     "is_fraud": bool(label.is_fraud)})
