@@ -13,11 +13,11 @@ consumers can drop redeliveries.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from config.settings import ConfigError, Settings
+from contracts.records import encode_model_update
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,13 @@ class PublishResult:
 
 
 def encode(event: dict) -> tuple[bytes, bytes]:
-    """``(key, value)`` of an event: the model name, and compact sorted JSON.
+    """``(key, value)`` of an event: the model name, and compact sorted JSON
+    (:func:`contracts.records.encode_model_update`, the one definition of the wire format).
 
     >>> encode({"model_name": "m", "version": 2})
     (b'm', b'{"model_name":"m","version":2}')
     """
-    value = json.dumps(event, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return str(event["model_name"]).encode(), value.encode()
+    return encode_model_update(event)
 
 
 def publish_model_updates(events: Sequence[dict], settings: Settings, *,

@@ -53,6 +53,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from config.gates import PromotionGates, PromotionRefused  # noqa: E402
 from config.settings import Settings  # noqa: E402
+from contracts.records import ModelUpdate  # noqa: E402
 from models.artifact import ExportedModel  # noqa: E402
 from models.serving import OnnxScorer, load_onnx_model, sha256_hex  # noqa: E402
 
@@ -424,6 +425,6 @@ class ModelRegistry:
         self.client.set_registered_model_tag(self.model_name, HISTORY_TAG, json.dumps(log))
 
     def _event(self, action: str, info: ModelVersionInfo, alias: str | None) -> dict:
-        return {"model_name": self.model_name, "action": action, "version": info.version,
-                "alias": alias, "artifact_uri": info.artifact_uri, "sha256": info.sha256,
-                "event_id": uuid.uuid4().hex, "at": _now()}
+        return ModelUpdate(model_name=self.model_name, action=action, version=info.version,
+                           alias=alias, artifact_uri=info.artifact_uri, sha256=info.sha256,
+                           event_id=uuid.uuid4().hex, at=_now()).to_dict()

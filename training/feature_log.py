@@ -19,7 +19,6 @@ wait until labels (and features) have arrived up to a point.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.rejections import ContractError
+from contracts.wire import loads_object
 from features.spec import DEFAULT_SPEC, FeatureSpec
 from training.dataset import KEY_COLUMNS, TrainingFrame, assemble
 
@@ -46,11 +47,12 @@ class TopicRead:
 
 
 def _decode(value: bytes | None) -> dict[str, Any] | None:
+    """A JSON object from a record value, or ``None`` (counted as malformed): parsed by the
+    one depth-limited decoder, so a poison record cannot raise."""
     try:
-        out = json.loads(value) if value else None
-    except ValueError:
+        return loads_object(value)
+    except ContractError:
         return None
-    return out if isinstance(out, dict) else None
 
 
 async def _partitions(consumer: Any, topic: str) -> list[Any]:

@@ -16,7 +16,6 @@ Delivery: at-least-once in, effectively once out (per idempotency key).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import multiprocessing
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 from app.metrics import RETRAIN_OUTCOMES, RETRAIN_SECONDS
 from app.topics import Topics
 from config.settings import Settings
+from contracts.records import decode_retrain
+from contracts.rejections import ContractError
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,10 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
         async for event in stream.events():
             where = f"{event.message.topic}[{event.message.partition}]@{event.message.offset}"
             try:
-                record = json.loads(event.value)
+                record = decode_retrain(event.value).to_dict()
                 request = RetrainRequest.from_record(record)
-            except (ValueError, TypeError, AttributeError, BadRetrainEvent) as exc:
-                log.warning("ignored a model-retrain record (%s): %s", where,
-                            exc if isinstance(exc, BadRetrainEvent) else type(exc).__name__)
+            except (ContractError, BadRetrainEvent) as exc:  # never the values: fields only
+                log.warning("ignored a model-retrain record (%s): %s", where, exc)
                 RETRAIN_OUTCOMES.labels("invalid").inc()
                 continue
             log.info("retrain requested (%s): %s v%s, %s drift at event time %s, key %s",

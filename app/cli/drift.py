@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from config.settings import get_settings
+from contracts.records import decode_enriched
+from contracts.rejections import ContractError
 
 
 @click.group()
@@ -72,7 +74,11 @@ def _live_from_topic(limit: int, timeout: float) -> dict[str, Any]:
                       timeout=timeout, settle=0, idle=3.0)[-limit:]
     columns: dict[str, list[float]] = {}
     for rec in records:
-        for name, value in json.loads(rec.value or b"{}").get("features", {}).items():
+        try:
+            features = decode_enriched(rec.value).features
+        except ContractError:
+            continue  # not an enriched record (or a poison one)
+        for name, value in features.items():
             columns.setdefault(name, []).append(np.nan if value is None else float(value))
     return {name: np.asarray(values) for name, values in columns.items()}
 

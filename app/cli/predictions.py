@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
+
+from contracts.records import decode_prediction
+from contracts.rejections import ContractError
 
 HEADER = (f"{'event time (UTC)':<20} {'txn_id':<22} {'card_id':<14} {'score':>8} "
           f"{'decision':<8} {'model':<14} {'variant':<11} {'e2e ms':>8}")
@@ -78,9 +80,9 @@ async def tail(bootstrap: str, topic: str, client: dict[str, Any], *, from_begin
             for messages in batch.values():
                 for message in messages:
                     try:
-                        record = json.loads(message.value)
-                    except (TypeError, ValueError):
-                        continue
+                        record = decode_prediction(message.value).to_dict()
+                    except ContractError:
+                        continue  # not a prediction (or a poison record): not shown
                     if not accept(record):
                         continue
                     emit(record, message.value)

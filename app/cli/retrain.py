@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import click
+
+from contracts.records import decode_retrain
+from contracts.rejections import ContractError
 
 
 async def _pending(bootstrap: str, topic: str, group: str, client_kwargs: dict[str, Any],
@@ -110,8 +112,8 @@ def command(once: bool, now: bool, wait: bool) -> None:
         click.echo(f"{len(messages)} pending model-retrain event(s)", err=True)
         for message in messages:
             try:
-                request = RetrainRequest.from_record(json.loads(message.value))
-            except (ValueError, TypeError, BadRetrainEvent) as exc:
+                request = RetrainRequest.from_record(decode_retrain(message.value).to_dict())
+            except (ContractError, BadRetrainEvent) as exc:
                 click.echo(f"skipped {message.topic}[{message.partition}]@{message.offset}: "
                            f"{exc}", err=True)
             else:

@@ -27,6 +27,7 @@ from typing import Any
 
 from app.drift.detector import Detection, SignalDetector
 from config.monitoring import MODEL_SIGNALS
+from contracts.records import RetrainEvent
 
 
 class RecentIds:
@@ -160,13 +161,13 @@ class ModelMonitor:
             return None
         self.last_emitted_ts = d.event_ts
         version = self.model_version or ""
-        return {
-            "model_name": self.model_name, "model_version": version, "detector": "adwin",
-            "signal": d.signal, "event_ts": d.event_ts, "txn_id": d.txn_id,
-            "evidence": {**d.evidence(), "delta": self.delta, "clock": self.clock,
-                         "transform": self.detectors[d.signal].transform},
-            "idempotency_key": idempotency_key(self.model_name, version, d),
-        }
+        return RetrainEvent(
+            model_name=self.model_name, model_version=version, detector="adwin",
+            signal=d.signal, event_ts=d.event_ts, txn_id=d.txn_id,
+            evidence={**d.evidence(), "delta": self.delta, "clock": self.clock,
+                      "transform": self.detectors[d.signal].transform},
+            idempotency_key=idempotency_key(self.model_name, version, d),
+        ).to_dict()
 
     # -- state ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
