@@ -9,6 +9,7 @@ import faust
 
 from app import faust_ext
 from app.topics import Topics, declare_topics
+from app.worker_slot import WEB_PORT_BASE, WorkerSlot
 from config.endpoints import state_dir
 from config.monitoring import MODEL_SIGNALS
 from config.security import faust_credentials
@@ -42,17 +43,21 @@ def check_drift_signals(settings: Settings) -> None:
 
 def create_app(
     settings: Settings, bootstrap: str, *, tansu: bool = False, agents: bool = True,
-    redis: str | None = None,
+    redis: str | None = None, slot: WorkerSlot | None = None,
 ) -> faust.App:
     """A configured ``faust.App``; ``bootstrap`` is ``host:port[,host:port]``.
 
     ``tansu`` says that the broker is the embedded Tansu: its consumer-group coordinator
     holds a first JoinGroup for half the session timeout, so the session is kept short there
     (see :mod:`app.faust_ext`). ``redis`` is the Feast online store's Redis; without it
-    nothing is materialised.
+    nothing is materialised. ``slot`` (:func:`app.worker_slot.claim`) gives the worker its
+    own state folder and web port; without one, slot ``FRAUDSTREAM_WORKER_SLOT`` (or 0) is
+    assumed and nothing is locked.
     """
     check_drift_signals(settings)
-    datadir = state_dir(settings)
+    # A worker's own state folder and web port: its slot of the data folder (app.worker_slot).
+    datadir = slot.state_dir if slot is not None else state_dir(settings)
+    web_port = slot.web_port if slot is not None else settings.worker.web_port or WEB_PORT_BASE
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker.app_id,
@@ -66,7 +71,7 @@ def create_app(
         producer_linger=0.005,
         producer_acks=-1,
         web_bind=settings.worker.web_bind,
-        web_port=settings.worker.web_port,
+        web_port=web_port,
         web_host=settings.worker.web_bind,
         web_tables_enabled=False,
         web_router_enabled=False,
@@ -137,4 +142,10 @@ def app_from_environment(*, agents: bool = True) -> faust.App:
     bootstrap = kafka_bootstrap(settings)
     broker = ensure_topics(bootstrap, settings)
     redis = redis_url(settings) if agents and settings.feast.enabled else None
-    return create_app(settings, bootstrap, tansu=broker.tansu, agents=agents, redis=redis)
+    from app.worker_slot import claim
+
+    slot = claim(settings)  # the lock is held for the life of the process
+    app = create_app(settings, bootstrap, tansu=broker.tansu, agents=agents, redis=redis,
+                     slot=slot)
+    app.fraudstream_slot = slot  # type: ignore[attr-defined]
+    return app

@@ -118,20 +118,31 @@ def kafka_bootstrap(settings: Settings, check: bool = True) -> str:
     return bootstrap
 
 
-def state_dir(settings: Settings) -> Path:
-    """Folder of the worker's local table state (RocksDB) for this app and this broker.
+def state_dir(settings: Settings, slot: int | None = None) -> Path:
+    """Folder of a worker's local table state (RocksDB) for this app, broker and worker slot.
 
-    The embedded broker keeps nothing across restarts, so local state written against one
-    incarnation of it must not be reused with the next (Faust would find offsets beyond the
-    end of the new, empty changelogs and refuse to start): the folder is named after both the
-    app id and the incarnation recorded by ``fraudstream stack up``.
+    Each worker of a data folder has its own slot ``n`` (``app.worker_slot``; default
+    ``FRAUDSTREAM_WORKER_SLOT`` or 0): ``<data_dir>/workers/<n>/``, so that two workers never
+    open the same RocksDB files. Inside it, the embedded broker keeps nothing across restarts,
+    so local state written against one incarnation of it must not be reused with the next
+    (Faust would find offsets beyond the end of the new, empty changelogs and refuse to start):
+    the folder is named after both the app id and the incarnation recorded by
+    ``fraudstream stack up``.
     """
-    base = settings.data_dir / "faust"
+    if slot is None:
+        slot = settings.worker.worker_slot or 0
+    base = settings.data_dir / "workers" / str(slot)
     if settings.broker.bootstrap_servers:
         return base / settings.worker.app_id
     incarnation = (read_stack(settings.stack_file).get("kafka") or {}).get("incarnation")
     app_id = settings.worker.app_id
     return base / (f"{app_id}-{incarnation}" if incarnation else app_id)
+
+
+def state_dirs(settings: Settings) -> list[Path]:
+    """The state folders of this app (and broker incarnation) in every slot of the data folder."""
+    name = state_dir(settings, 0).name
+    return sorted((settings.data_dir / "workers").glob(f"*/{name}"))
 
 
 def redis_url(settings: Settings, check: bool = True) -> str:

@@ -93,9 +93,16 @@ class WorkerSettings(Section):
         description="Address of the worker's web server (/metrics, /score). Loopback by "
         "default; Faust's table/stats views are never enabled.",
     )
-    web_port: int = Field(
-        default=6066, ge=1, le=65535,
-        description="Port of the worker's web server."
+    web_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Port of the worker's web server. Unset: 6066 + the worker's slot "
+        "(FRAUDSTREAM_WORKER_SLOT).",
+    )
+    worker_slot: int | None = Field(
+        default=None, ge=0, le=1023,
+        description="Which worker of this data folder this is: its state folder is "
+        "<data_dir>/workers/<slot>/ (locked while it runs) and its default web port 6066 + "
+        "slot. Unset: the first slot no running worker holds.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Worker log level."

@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from config.endpoints import kafka_bootstrap, redis_url, state_dir
+from config.endpoints import kafka_bootstrap, redis_url, state_dirs
 from config.settings import get_settings, settings_for_env
 from infra import stack
 from infra.kafka_io import consume, produce
@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             worker.stop()
-            shutil.rmtree(state_dir(settings_for_env(env)), ignore_errors=True)
+            for folder in state_dirs(settings_for_env(env)):
+                shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(demo_dir, ignore_errors=True)
             if any(entry.get("managed") for entry in state.values()):
                 stack.down(settings)

@@ -85,7 +85,7 @@ def down(settings: Settings) -> list[str]:
             stopped.append(name)
     incarnation = (state.get("kafka") or {}).get("incarnation")
     if incarnation:  # table state of a memory-only broker that is gone: useless, and harmful
-        for path in (settings.data_dir / "faust").glob(f"*-{incarnation}"):
+        for path in (settings.data_dir / "workers").glob(f"*/*-{incarnation}"):
             shutil.rmtree(path, ignore_errors=True)
     settings.stack_file.unlink(missing_ok=True)
     return stopped

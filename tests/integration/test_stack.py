@@ -113,4 +113,4 @@ def test_worker_restarts_cleanly_after_the_embedded_broker_restarts(tmp_path: Pa
         finally:
             worker.stop()
             fraudstream("stack", "down", data_dir=tmp_path)
-    assert not list((tmp_path / "faust").glob("*-*-*"))  # state of the stopped brokers removed
+    assert not list((tmp_path / "workers").glob("*/*-*-*"))  # state of the stopped brokers removed
