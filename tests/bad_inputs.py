@@ -78,6 +78,25 @@ BAD_INPUTS: list[tuple[str, bytes | None, str]] = [
     ("empty txn_id", dumps(valid(txn_id="")), "invalid_field"),
     ("unknown channel", dumps(valid(channel="telepathy")), "invalid_field"),
     ("bad country code", dumps(valid(country="France")), "invalid_field"),
+    # nesting beyond the decoder's limit (64), within the payload limit
+    ("deeply nested extra field",
+     dumps(valid(txn_id="t-deep")).replace(b"}", b', "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+     "too_deep"),
+    # a literal that overflows a double is Infinity: refused anywhere, extra fields included
+    ("1e309 in an extra field", dumps(valid(note=0.5)).replace(b"0.5", b"1e309"),
+     "non_finite_number"),
+    ("-1e309 nested in an extra field",
+     dumps(valid(extra={"a": [0.5]})).replace(b"0.5", b"-1e309"), "non_finite_number"),
+    ("huge integer literal in an extra field",
+     dumps(valid(note=0.5)).replace(b"0.5", b"9" * 400), "non_finite_number"),
+    # ids: 1-64 characters without control characters (log and UI injection downstream)
+    ("NUL in txn_id", dumps(valid(txn_id="t\x00x")), "invalid_field"),
+    ("ESC in card_id", dumps(valid(card_id="card\x1b[31m")), "invalid_field"),
+    ("newline in terminal_id", dumps(valid(terminal_id="term\nforged log line")),
+     "invalid_field"),
+    ("DEL in txn_id", dumps(valid(txn_id="t\x7f")), "invalid_field"),
+    ("C1 control in card_id", dumps(valid(card_id="card\x85")), "invalid_field"),
+    ("65-character txn_id", dumps(valid(txn_id="t" * 65)), "invalid_field"),
 ]
 
 #: Valid records of many shapes that must pass (ISO time, optional fields absent, extra field).
@@ -90,4 +109,9 @@ GOOD_INPUTS: list[tuple[str, bytes]] = [
     ("integer amount", dumps(valid(txn_id="t-5", amount=7))),
     ("unknown extra field", dumps(valid(txn_id="t-6", merchant_name="NaN Bakery"))),
     ("maximum amount", dumps(valid(txn_id="t-7", amount=50_000))),
+    ("largest finite double in an extra field",
+     dumps(valid(txn_id="t-8", note=0.5)).replace(b"0.5", b"1.7976931348623157e308")),
+    ("printable unicode ids", dumps(valid(txn_id="t-9-\u00e9\u4e2d", card_id="card-\u00df"))),
+    ("64-character txn_id", dumps(valid(txn_id="t" * 64))),
+    ("brackets inside strings do not nest", dumps(valid(txn_id="t-10", note="[" * 500))),
 ]
