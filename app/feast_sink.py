@@ -10,6 +10,7 @@ either. Feast is imported only when a sink is built.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -142,8 +143,11 @@ _CHILD_SINK: FeastSink | None = None
 
 
 def _child_init(redis_url: str, data_dir: str, spec: FeatureSpec,
-                options: dict[str, Any]) -> None:
+                options: dict[str, Any], parent_pid: int | None = None) -> None:
     global _CHILD_SINK
+    from app.child_process import die_with_parent
+
+    die_with_parent(parent_pid)  # a killed worker leaves no Feast child behind
     from app.feast_env import OFFLINE_PATH_VAR, feast_env, load_store
 
     offline = options.pop("offline", True)
@@ -191,7 +195,7 @@ class ProcessFeastSink:
 
         self._pool = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_child_init, initargs=self._initargs)
+            initializer=_child_init, initargs=(*self._initargs, os.getpid()))
         self._pool.submit(int)  # start the child (and Feast's import) now
 
     def __call__(self, batch: Batch) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from typing import Any
 
 from app.metrics import RETRAIN_OUTCOMES, RETRAIN_SECONDS
@@ -29,9 +30,14 @@ from contracts.rejections import ContractError
 log = logging.getLogger(__name__)
 
 
-def _child(record: dict[str, Any], settings: Settings, conn: Any) -> None:
+def _child(record: dict[str, Any], settings: Settings, conn: Any,
+           parent_pid: int | None = None) -> None:
     """Entry point of the training process: run the retrain, send the outcome back."""
     import logging as child_logging
+
+    from app.child_process import die_with_parent
+
+    die_with_parent(parent_pid)  # a killed worker leaves no training process behind
 
     child_logging.basicConfig(level=settings.worker.log_level,
                               format="[%(asctime)s] [retrain %(process)d] %(message)s")
@@ -49,7 +55,7 @@ async def in_child_process(record: dict[str, Any], settings: Settings) -> Any:
     """Run the retrain in a fresh ``spawn`` process; terminated if this task is cancelled."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(record, settings, send), daemon=True,
+    proc = ctx.Process(target=_child, args=(record, settings, send, os.getpid()), daemon=True,
                        name="fraudstream-retrain")
     proc.start()
     send.close()
