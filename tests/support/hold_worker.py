@@ -23,39 +23,41 @@ def say(*parts: object) -> None:
     print(f"[{time.monotonic() - T0:7.2f}] HOLD " + " ".join(map(str, parts)), flush=True)
 
 
-bootstrap, topic_name, app_id, datadir = sys.argv[1:5]
-release = sys.argv[5:6] == ["release"]
-app = faust.App(app_id, broker=f"kafka://{bootstrap}", web_enabled=False, store="memory://",
-                consumer_auto_offset_reset="earliest", broker_commit_interval=0.5,
-                topic_allow_declare=False, datadir=datadir)
-apply(app, tansu=True, table_startup_grace=0.0)
-topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
-hooks = rebalance.hooks(app)
-held: list = []
+def build(argv: list[str]) -> faust.App:
+    """The worker's app from ``BOOTSTRAP TOPIC APP_ID DATADIR [release]`` (nothing runs on import)."""
+    bootstrap, topic_name, app_id, datadir = argv[:4]
+    release = argv[4:5] == ["release"]
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", web_enabled=False, store="memory://",
+                    consumer_auto_offset_reset="earliest", broker_commit_interval=0.5,
+                    topic_allow_declare=False, datadir=datadir)
+    apply(app, tansu=True, table_startup_grace=0.0)
+    topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+    hooks = rebalance.hooks(app)
+    held: list = []
 
+    @hooks.on_start
+    def _release(app_: faust.App) -> None:
+        say("REBALANCE-START")
+        if release:
+            say("RELEASED", release_held(app_, held))
+            held.clear()
 
-@hooks.on_start
-def _release(app_: faust.App) -> None:
-    say("REBALANCE-START")
-    if release:
-        say("RELEASED", release_held(app_, held))
-        held.clear()
+    @hooks.on_complete
+    async def _complete(app_: faust.App) -> None:
+        mine = sorted(tp.partition for tp in app_.consumer.assignment() if tp.topic == topic_name)
+        say("ASSIGNED", ",".join(map(str, mine)) or "-")
 
+    @app.agent(topic)
+    async def hold(stream: faust.StreamT) -> None:
+        async for event in stream.noack().events():
+            m = event.message
+            say("EVENT", m.partition, m.offset, m.generation_id)
+            held.append(event)  # never acknowledged
 
-@hooks.on_complete
-async def _complete(app_: faust.App) -> None:
-    mine = sorted(tp.partition for tp in app_.consumer.assignment() if tp.topic == topic_name)
-    say("ASSIGNED", ",".join(map(str, mine)) or "-")
-
-
-@app.agent(topic)
-async def hold(stream: faust.StreamT) -> None:
-    async for event in stream.noack().events():
-        m = event.message
-        say("EVENT", m.partition, m.offset, m.generation_id)
-        held.append(event)  # never acknowledged
+    return app
 
 
 if __name__ == "__main__":
+    worker_app = build(sys.argv[1:])
     sys.argv = [sys.argv[0], "worker", "-l", "info", "--without-web"]
-    app.main()
+    worker_app.main()
