@@ -1,4 +1,9 @@
-"""The validation agent in a real worker against a real broker: the bad-input table end to end."""
+"""Validation at the edge of a real worker on a real broker: the bad-input table end to end.
+
+Every valid record must come out of the pipeline (``transactions-enriched``, the last topic a
+valid transaction reaches with scoring off) with its fields unchanged and its features; every
+invalid one goes to the dead-letter topic with its reason, and nothing else does.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import json
 
 import pytest
 
+from contracts.records import decode_enriched
+from features.spec import DEFAULT_SPEC
 from tests.bad_inputs import BAD_INPUTS, GOOD_INPUTS, VALID, dumps, valid
 from tests.support.kafka import consume, produce
 
@@ -28,7 +35,8 @@ def test_bad_inputs_are_dead_lettered_and_valid_neighbours_pass(workers, kafka_b
     produce(kafka_bootstrap, workers.topic("transactions"), records)
 
     dead = consume(kafka_bootstrap, workers.topic("dlq"), expected=len(BAD_INPUTS))
-    forwarded = consume(kafka_bootstrap, workers.topic("validated"), expected=len(good_ids))
+    forwarded = consume(kafka_bootstrap, workers.topic("enriched"), expected=len(good_ids),
+                        settle=1.0)
 
     assert len(dead) == len(BAD_INPUTS)
     by_value = {}
@@ -46,10 +54,18 @@ def test_bad_inputs_are_dead_lettered_and_valid_neighbours_pass(workers, kafka_b
         assert matches[0].headers["reason"] == reason.encode(), case
         assert matches[0].key == b"card-1"
 
-    assert [json.loads(r.value)["txn"]["txn_id"] for r in forwarded] == good_ids
-    first = json.loads(forwarded[0].value)["txn"]
-    assert first == {**VALID, "txn_id": "good-0", "amount": 10.0}
-    assert forwarded[0].key == VALID["terminal_id"].encode()
+    enriched = [decode_enriched(r.value) for r in forwarded]
+    # one partition, one event time: the pipeline keeps the offset order
+    assert [e.txn["txn_id"] for e in enriched] == good_ids
+    assert enriched[0].txn == {**VALID, "txn_id": "good-0", "amount": 10.0}
+    assert all(r.key == b"card-1" for r in forwarded)  # the source key, not re-keyed
+    assert all(e.feature_spec_version == DEFAULT_SPEC.version for e in enriched)
+    assert all(list(e.features) == DEFAULT_SPEC.names for e in enriched)
+    # the good-<i> neighbours are card-1's first transactions, all at one time, in order
+    goods = [e for e in enriched if e.txn["txn_id"].startswith("good-")]
+    assert [e.features["card_tx_count_1d"] for e in goods] == [
+        float(i + 1) for i in range(len(goods))]
+    assert [e.features["amount"] for e in goods] == [10.0 + i for i in range(len(goods))]
 
     metrics = worker.metrics()
     assert f"fraudstream_transactions_valid_total {float(len(good_ids))}" in metrics
@@ -66,9 +82,12 @@ def test_duplicate_txn_id_is_processed_once_and_counted(workers, kafka_bootstrap
     produce(kafka_bootstrap, workers.topic("transactions"),
             [(b"card-1", first), (b"card-1", other), (b"card-1", first), (b"card-2", third),
              (b"card-1", first), (b"card-2", third)])
-    forwarded = consume(kafka_bootstrap, workers.topic("validated"), expected=3, settle=2.0)
-    assert sorted(json.loads(r.value)["txn"]["txn_id"] for r in forwarded) == [
+    forwarded = consume(kafka_bootstrap, workers.topic("enriched"), expected=3, settle=2.0)
+    assert sorted(json.loads(r.value)["txn_id"] for r in forwarded) == [
         "dup-1", "dup-2", "dup-3"]
+    counts = {json.loads(r.value)["txn_id"]: json.loads(r.value)["features"]["card_tx_count_1d"]
+              for r in forwarded}
+    assert counts == {"dup-1": 1.0, "dup-2": 2.0, "dup-3": 1.0}  # a duplicate is not counted
     metrics = worker.metrics()
     assert "fraudstream_transactions_duplicate_total 3.0" in metrics
     assert "fraudstream_transactions_invalid_total" not in metrics.replace(
