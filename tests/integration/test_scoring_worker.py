@@ -37,8 +37,10 @@ def _expected(exported, n):
 
 
 def _env(**extra):
+    """A worker that scores ``transactions-enriched`` with the separate scoring agent (the
+    pipeline agent publishes enriched records only), unless ``extra`` says otherwise."""
     return {"FRAUDSTREAM_MODEL_NAME": models.MODEL_NAME, "FRAUDSTREAM_SCORING_ENABLED": "true",
-            **extra}
+            "FRAUDSTREAM_PIPELINE_SCORING": "separate", **extra}
 
 
 def _publish_update(bootstrap, topic, event):
@@ -185,3 +187,72 @@ def test_holding_without_model_pauses_only_scoring(workers, kafka_bootstrap, exp
                   timeout=120, settle=2.0)
     ids = [json.loads(r.value)["txn_id"] for r in out]
     assert len(ids) == len(set(ids)) == len(held) + 30, "each held event scored exactly once"
+
+
+def test_fused_pipeline_holds_then_scores_every_transaction_once(workers, kafka_bootstrap,
+                                                                 exported):
+    """The default path (``FRAUDSTREAM_PIPELINE_SCORING=fused``): raw transactions and labels
+    in, one hop, ``ml-predictions`` out. With no model nothing is processed (no prediction, no
+    enriched record); once a champion and a shadow challenger load, every transaction has
+    exactly one prediction per variant, each score the model's on the batch recomputation of
+    its features, and an enriched record with those features."""
+    from simulator import simulate
+    from simulator.serialize import keys, label_values, transaction_values
+
+    registry = models.registry(workers.tmp / "data")
+    worker = workers.start(FRAUDSTREAM_MODEL_NAME=models.MODEL_NAME,
+                           FRAUDSTREAM_SCORING_ENABLED="true", FRAUDSTREAM_SCORE_MODE="shadow",
+                           FRAUDSTREAM_MODEL_POLL_INTERVAL_S="0")
+    traffic = models.traffic()
+    sim = simulate("realistic", seed=5, n_customers=300, n_terminals=600, n_days=4)
+    txns, labels = sim.transactions(), sim.labels()
+    assert txns.column("txn_id").to_pylist() == traffic.txns["txn_id"].tolist()
+    produce(kafka_bootstrap, workers.topic("labels"),
+            list(zip(keys(labels), label_values(labels), strict=True)))
+    produce(kafka_bootstrap, workers.topic("transactions"),
+            list(zip(keys(txns), transaction_values(txns), strict=True)))
+    n = txns.num_rows
+
+    deadline = time.monotonic() + 20
+    while "NO LOADABLE MODEL" not in worker.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "NO LOADABLE MODEL" in worker.log_text()
+    assert consume(kafka_bootstrap, workers.topic("predictions"), expected=1, timeout=3) == []
+    assert consume(kafka_bootstrap, workers.topic("enriched"), expected=1, timeout=1) == []
+    assert consume(kafka_bootstrap, workers.topic("dlq"), expected=1, timeout=1) == []
+
+    # challenger first: the champion's update loads both in one refresh
+    # (registered first, v2 is registry version 1)
+    challenger = models.register(registry, exported["v2"], threshold=0.4, alias="challenger")
+    champion = models.register(registry, exported["v1"], threshold=0.3, champion=True)
+    _publish_update(kafka_bootstrap, workers.topic("model_updates"), champion)
+    version = {"v1": champion["version"], "v2": challenger["version"]}
+    assert version["v1"] != version["v2"]
+    out = consume(kafka_bootstrap, workers.topic("predictions"), expected=2 * n, timeout=120,
+                  settle=2.0)
+    enriched = consume(kafka_bootstrap, workers.topic("enriched"), expected=n, timeout=30,
+                       settle=1.0)
+
+    expected = _expected(exported, n)
+    seen: dict[tuple[str, str], dict] = {}
+    for rec in out:
+        value = json.loads(rec.value)
+        key = (value["txn_id"], value["variant"])
+        assert key not in seen, f"{key} scored twice"
+        seen[key] = value
+        model = "v1" if value["variant"] == "champion" else "v2"
+        assert value["model_version"] == version[model]
+        assert value["shadow"] is (model == "v2")
+        assert value["score"] == expected[model][value["txn_id"]], key
+        assert value["decision"] == ("alert" if value["score"] >= value["threshold"] else "pass")
+        assert rec.key == value["card_id"].encode()
+    assert set(seen) == {(t, v) for t in expected["v1"] for v in ("champion", "challenger")}
+
+    batch = traffic.features.set_index("txn_id")
+    by_id = {json.loads(r.value)["txn_id"]: json.loads(r.value)["features"] for r in enriched}
+    assert len(enriched) == n and set(by_id) == set(batch.index)
+    for name in DEFAULT_SPEC.names:
+        got = np.array([by_id[t][name] for t in batch.index], dtype=float)
+        assert np.allclose(got, batch[name].to_numpy(float), rtol=1e-9, atol=0.0), name
+    assert consume(kafka_bootstrap, workers.topic("dlq"), expected=1, timeout=1) == []
+    assert f"fraudstream_end_to_end_latency_seconds_count {float(n)}" in worker.metrics()
