@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from config.settings import Settings
 
@@ -45,6 +45,35 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 Echo = Callable[[str], None]
+
+
+class RetrainAbandoned(Exception):  # noqa: N818 - an outcome, not an error
+    """The retrain was told to stop (its worker lost the event's partition, or stops) before
+    it trained: nothing was recorded under its key, so whoever gets the event next retrains."""
+
+
+class Cancel(Protocol):
+    """What :func:`run_retrain` needs of a stop flag: a ``threading.Event`` or a
+    ``multiprocessing`` one."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def _stop_if(cancel: Cancel | None, why: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise RetrainAbandoned(why)
+
+
+def _cancellable_sleep(cancel: Cancel) -> Callable[[float], None]:
+    """A sleep that ends at once, with :class:`RetrainAbandoned`, when ``cancel`` is set."""
+
+    def sleep(seconds: float) -> None:
+        if cancel.wait(seconds):
+            raise RetrainAbandoned("stopped while waiting for labels")
+
+    return sleep
 
 
 class BadRetrainEvent(ValueError):
@@ -229,9 +258,16 @@ def recent_training_set(settings: Settings, bootstrap: str, client_kwargs: Mappi
 
 
 def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = True,
-                echo: Echo | None = None, bootstrap: str | None = None) -> RetrainOutcome:
+                echo: Echo | None = None, bootstrap: str | None = None,
+                cancel: Cancel | None = None) -> RetrainOutcome:
     """Handle one retrain request end to end (see the module docstring). Never raises for a
-    retrain that cannot be done: the outcome says why, and it is recorded under the key."""
+    retrain that cannot be done: the outcome says why, and it is recorded under the key.
+
+    ``cancel`` (a :class:`Cancel`, e.g. ``threading.Event``): once it is set, the wait for
+    labels ends at once and :class:`RetrainAbandoned` is raised, also when it is set before
+    the training starts; nothing is recorded under the key then. Training itself is not
+    interrupted (its caller may end the process instead).
+    """
     from config.endpoints import kafka_bootstrap
     from config.security import aiokafka_kwargs
     from models.registry import open_registry
@@ -255,6 +291,7 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
         outcome = RetrainOutcome(key, "failed", f"event about model {request.model_name!r}, "
                                  f"this worker trains {settings.registry.model_name!r}")
         return _finish(registry, outcome, lines)
+    _stop_if(cancel, "stopped before it started")  # opening the registry can take seconds
     champion = champion_version(registry)
     if _stale(request, champion):
         outcome = RetrainOutcome(key, "stale", f"event about v{request.model_version}, the "
@@ -266,9 +303,14 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     seconds: dict[str, float] = {}
     if wait and request.event_ts is not None and settings.retrain.wait_days > 0:
         need = request.event_ts + int(settings.retrain.wait_days * DAY_MS)
-        marks = wait_for_labels(need, settings, bootstrap, client_kwargs, say)
+        if cancel is None:
+            marks = wait_for_labels(need, settings, bootstrap, client_kwargs, say)
+        else:
+            marks = wait_for_labels(need, settings, bootstrap, client_kwargs, say,
+                                    sleep=_cancellable_sleep(cancel))
     else:
         marks = watermarks(settings, bootstrap, client_kwargs)
+    _stop_if(cancel, "stopped before training")
     seconds["wait"] = round(time.perf_counter() - began, 2)
     champion = champion_version(registry)  # it may have changed while waiting
     if _stale(request, champion):
@@ -319,7 +361,7 @@ def _finish(registry: ModelRegistry, outcome: RetrainOutcome, lines: list[str]) 
     return outcome
 
 
-def handle_record(record: Mapping[str, Any], settings: Settings, wait: bool = True
-                  ) -> RetrainOutcome:
+def handle_record(record: Mapping[str, Any], settings: Settings, wait: bool = True,
+                  cancel: Cancel | None = None) -> RetrainOutcome:
     """:func:`run_retrain` for a raw ``model-retrain`` record (what the agent's child runs)."""
-    return run_retrain(RetrainRequest.from_record(record), settings, wait=wait)
+    return run_retrain(RetrainRequest.from_record(record), settings, wait=wait, cancel=cancel)
