@@ -120,9 +120,15 @@ class WorkerSettings(Section):
 
 #: The roles of the contract's topics, in the order they are declared and created.
 TOPIC_ROLES = (
-    "transactions", "labels", "dlq", "validated", "labels_by_terminal", "enriched", "late",
-    "predictions", "retrain", "model_updates",
+    "transactions", "labels", "dlq", "enriched", "late", "predictions", "retrain",
+    "model_updates",
 )
+
+#: Partitions of the topics the app creates on the embedded Tansu broker when
+#: ``FRAUDSTREAM_TOPIC_PARTITIONS`` is unset (measured: README, "Benchmarks"; the broker's
+#: fetch cost grows with the partitions a fetch names), and on Apache Kafka.
+TANSU_DEFAULT_PARTITIONS = 2
+KAFKA_DEFAULT_PARTITIONS = 8
 
 
 class TopicSettings(Section):
@@ -130,8 +136,10 @@ class TopicSettings(Section):
 
     env_prefix = "FRAUDSTREAM_TOPIC_"
 
-    partitions: int = Field(
-        default=8, ge=1, le=1024, description="Partitions of every topic the app creates."
+    partitions: int | None = Field(
+        default=None, ge=1, le=1024, description="Partitions of every topic the app creates. "
+        "Unset: 2 on the embedded broker (chosen from measurement: fewer partitions keep its "
+        "fetch cost down), 8 on Apache Kafka.",
     )
     replication: int = Field(
         default=1, ge=1, le=16, description="Replication factor of the topics the app creates."
@@ -139,14 +147,6 @@ class TopicSettings(Section):
     transactions: str = Field(default="transactions", description="Raw transactions in.")
     labels: str = Field(default="transaction-labels", description="Late fraud labels in.")
     dlq: str = Field(default="transactions-dlq", description="Invalid records, with reasons.")
-    validated: str = Field(
-        default="transactions-validated",
-        description="Internal: valid transactions, re-keyed by terminal id.",
-    )
-    labels_by_terminal: str = Field(
-        default="transaction-labels-by-terminal",
-        description="Internal: valid labels, re-keyed by terminal id.",
-    )
     enriched: str = Field(
         default="transactions-enriched", description="Transactions with their feature vector."
     )
@@ -158,6 +158,29 @@ class TopicSettings(Section):
     model_updates: str = Field(
         default="model-updates", description="Model registered / promoted / rolled back."
     )
+    state_log: str | None = Field(
+        default=None,
+        description="Internal: the pipeline's state log (rows applied per source partition, "
+        "its progress). Unset: <FRAUDSTREAM_APP_ID>-state-log.",
+    )
+
+    def count(self, tansu: bool) -> int:
+        """The partitions in force: the configured ones, else the broker's default.
+
+        >>> TopicSettings().count(tansu=True), TopicSettings(partitions=3).count(tansu=False)
+        (2, 3)
+        """
+        if self.partitions is not None:
+            return self.partitions
+        return TANSU_DEFAULT_PARTITIONS if tansu else KAFKA_DEFAULT_PARTITIONS
+
+    def state_log_name(self, app_id: str) -> str:
+        """The state log's topic name for the app ``app_id``.
+
+        >>> TopicSettings().state_log_name("fraudstream")
+        'fraudstream-state-log'
+        """
+        return self.state_log or f"{app_id}-state-log"
 
     def names(self) -> dict[str, str]:
         """Role -> topic name, for every topic of the contract.

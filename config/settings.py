@@ -12,6 +12,7 @@ declared once with its fields, defaults, checks and descriptions:
 
 ``broker`` (``KAFKA_*``, consumer fetch wait, group session), ``worker`` (app id, table store,
 web server, micro-batches), ``topics``, ``validation``, ``features`` (lateness, state sizes),
+``pipeline`` (the pipeline agent: scoring fused or separate, state-log flushes, queues),
 ``feast`` (``REDIS_URL``, materialisation), ``scoring``, ``registry`` (``MLFLOW_TRACKING_URI``,
 model name), ``training`` (windows, alert budget), ``lgbm`` (:class:`config.training.LGBMParams`),
 ``gates`` (:class:`config.gates.PromotionGates`), ``drift`` and ``retrain``
@@ -41,7 +42,13 @@ from config.gates import PromotionGates
 from config.kafka import BrokerSettings, TopicSettings, WorkerSettings
 from config.monitoring import DriftSettings, RetrainSettings
 from config.section import ENV_PREFIX, Section, flat_name
-from config.stream import FeastSettings, FeatureSettings, ScoringSettings, ValidationSettings
+from config.stream import (
+    FeastSettings,
+    FeatureSettings,
+    PipelineSettings,
+    ScoringSettings,
+    ValidationSettings,
+)
 from config.training import LGBMParams, RegistrySettings, TrainingSettings
 
 S = TypeVar("S", bound=Section)
@@ -53,6 +60,7 @@ SECTIONS: dict[str, type[Section]] = {
     "topics": TopicSettings,
     "validation": ValidationSettings,
     "features": FeatureSettings,
+    "pipeline": PipelineSettings,
     "feast": FeastSettings,
     "scoring": ScoringSettings,
     "registry": RegistrySettings,
@@ -172,6 +180,10 @@ class Settings(_Flat):
     @cached_property
     def features(self) -> FeatureSettings:
         return self._section(FeatureSettings)
+
+    @cached_property
+    def pipeline(self) -> PipelineSettings:
+        return self._section(PipelineSettings)
 
     @cached_property
     def feast(self) -> FeastSettings:

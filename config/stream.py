@@ -1,4 +1,4 @@
-"""Settings of the stream's stages: validation at the edge, feature state, Feast, scoring."""
+"""Settings of the stream: validation at the edge, feature state, the pipeline, Feast, scoring."""
 
 from __future__ import annotations
 
@@ -47,10 +47,11 @@ class FeatureSettings(Section):
         "transaction is applied at its event-time position.",
     )
     terminal_allowed_lateness_s: int = Field(
-        default=604_800, ge=0, le=2_592_000,
-        description="Allowed lateness at the terminal stage, where re-keying by terminal mixes "
-        "the cards' partitions. The terminal features only look at transactions at least 7 "
-        "days old, so any disorder below 7 days leaves them exact: the default.",
+        default=172_800, ge=0, le=604_799,
+        description="Allowed lateness of the terminal view (every terminal, on every worker): "
+        "a row more than this behind its terminal's newest is dropped and counted. Must "
+        "exceed the event-time lag between workers, which the gate keeps below half of it, "
+        "and stay below the 7-day label delay of the terminal features (exactness).",
     )
     max_events_per_key: int = Field(
         default=10_000, ge=100,
@@ -59,8 +60,52 @@ class FeatureSettings(Section):
     )
     state_cache_keys: int = Field(
         default=200_000, ge=100,
-        description="Live feature states kept in memory per stage (LRU); the rest are read "
-        "back from the table on demand.",
+        description="Live drift-join states kept in memory (LRU); the rest are read back from "
+        "the drift-join table on demand. (The pipeline keeps every card and terminal state "
+        "of its partitions live: they are compact.)",
+    )
+
+
+class PipelineSettings(Section):
+    """The pipeline agent (app/pipeline/): one hop from the inputs to the predictions."""
+
+    env_prefix = "FRAUDSTREAM_PIPELINE_"
+
+    features: bool = Field(
+        default=True,
+        description="Run the pipeline agent (validation, features, state log) in this worker. "
+        "False with FRAUDSTREAM_PIPELINE_SCORING=separate: a scoring-only worker.",
+    )
+    scoring: Literal["fused", "separate"] = Field(
+        default="fused",
+        description="fused: the pipeline agent scores each micro-batch itself (one hop); "
+        "separate: it publishes transactions-enriched only and the scoring agent (in workers "
+        "with FRAUDSTREAM_SCORING_ENABLED) scores that topic, to scale the stages apart.",
+    )
+    flush_ms: float = Field(
+        default=200.0, gt=0, le=60_000,
+        description="Write the state-log segments (and so acknowledge the events) at least this "
+        "often while events are processed.",
+    )
+    flush_rows: int = Field(
+        default=5_000, ge=1, le=1_000_000,
+        description="... or as soon as this many rows wait for their segment.",
+    )
+    queue_max_events: int = Field(
+        default=20_000, ge=10, le=10_000_000,
+        description="Events queued per input partition for the event-time alignment; above "
+        "it the partition is paused (fetched records are fetched again on resume).",
+    )
+    commit_interval_s: float = Field(
+        default=1.0, gt=0, le=60,
+        description="How often Faust commits the acknowledged offsets. Redelivery after a "
+        "crash is bounded by it; its event-time span must stay below the terminal view's "
+        "allowed lateness (at a full-speed replay, about half a day of event time per second).",
+    )
+    producer_linger_ms: float = Field(
+        default=5.0, ge=0, le=1_000,
+        description="Producer linger: how long a record waits to share a batch (the embedded "
+        "broker's fetch cost grows with the batches a partition stores).",
     )
 
 

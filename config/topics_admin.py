@@ -23,6 +23,8 @@ class BrokerInfo:
 
     cluster_id: str | None
     created: list[str]
+    #: partitions of the app's topics (configured, else the broker's default)
+    partitions: int = 0
 
     @property
     def tansu(self) -> bool:
@@ -32,34 +34,44 @@ class BrokerInfo:
         return is_tansu(self.cluster_id)
 
 
+def wanted_topics(settings: Settings) -> dict[str, str]:
+    """Role -> name of every topic the app creates: the contract's and the state log."""
+    names = settings.topics.names()
+    names["state_log"] = settings.topics.state_log_name(settings.worker.app_id)
+    return names
+
+
 async def _ensure(bootstrap: str, settings: Settings, kwargs: dict[str, Any]) -> BrokerInfo:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from config.endpoints import is_tansu
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kwargs)
     await admin.start()
     try:
+        cluster = await admin.describe_cluster()
+        cluster_id = cluster.get("cluster_id")
+        partitions = settings.topics.count(tansu=is_tansu(cluster_id))
         existing = set(await admin.list_topics())
-        wanted = settings.topics.names()
+        wanted = wanted_topics(settings)
         missing = [name for name in wanted.values() if name not in existing]
         if missing:
             await admin.create_topics([
-                NewTopic(name, settings.topics.partitions, settings.topics.replication)
-                for name in missing
+                NewTopic(name, partitions, settings.topics.replication) for name in missing
             ])
         present = [name for name in wanted.values() if name in existing]
         if present:
             for desc in await admin.describe_topics(present):
                 count = len(desc.get("partitions") or [])
-                if count and count != settings.topics.partitions:
+                if count and count != partitions:
                     role = next(r for r, n in wanted.items() if n == desc["topic"])
                     raise ConfigError(
                         f"topic {desc['topic']!r} ({TopicSettings.env_name(role)}) has {count} "
-                        "partitions but "
-                        f"FRAUDSTREAM_TOPIC_PARTITIONS={settings.topics.partitions}: set "
+                        f"partitions but {partitions} are configured "
+                        f"(FRAUDSTREAM_TOPIC_PARTITIONS={settings.topics.partitions}): set "
                         f"FRAUDSTREAM_TOPIC_PARTITIONS={count}, or use another topic name"
                     )
-        cluster = await admin.describe_cluster()
-        return BrokerInfo(cluster.get("cluster_id"), missing)
+        return BrokerInfo(cluster_id, missing, partitions)
     finally:
         await admin.close()
 

@@ -118,8 +118,8 @@ def _decode(data: Any, max_bytes: int | None, max_depth: int) -> dict[str, Any]:
 def finite(values: Iterable[Any], what: str) -> None:
     """Refuse NaN and infinities among ``values`` (``None`` and non-numbers pass).
 
-    One ``math.fsum`` decides for all-finite numbers (a sum is finite only when every term is,
-    barring an overflow, which is then checked value by value).
+    One ``sum`` decides for all-finite numbers (a sum is finite only when every term is; an
+    overflowing sum of finite terms is then checked value by value).
 
     >>> finite([1.0, 2, None], "features")
     >>> finite([1.0, float("nan")], "features")
@@ -129,7 +129,7 @@ def finite(values: Iterable[Any], what: str) -> None:
     """
     values = list(values)
     try:
-        if math.isfinite(math.fsum(values)):
+        if math.isfinite(sum(values)):
             return
     except TypeError:  # a None or a non-number: check one by one
         pass

@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = kafka_bootstrap(settings)
 
     run = uuid.uuid4().hex[:6]
-    roles = ("transactions", "labels", "dlq", "validated", "labels_by_terminal", "enriched",
-             "late", "predictions", "model_updates")
+    roles = ("transactions", "labels", "dlq", "enriched", "late", "predictions",
+             "model_updates")
     topics = {role: f"{getattr(settings.topics, role)}-demo-{run}" for role in roles}
     demo_dir = settings.data_dir / "demo" / run
     demo_dir.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from config.kafka import TOPIC_ROLES
 from infra.processes import free_port
 
 READY_LINE = "[^Worker]: Ready"
-TOPIC_ROLES = (
-    "transactions", "labels", "dlq", "validated", "labels_by_terminal", "enriched", "late",
-    "predictions", "retrain", "model_updates",
-)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
