@@ -59,17 +59,19 @@ def create_app(
     datadir = slot.state_dir if slot is not None else state_dir(settings)
     web_port = slot.web_port if slot is not None else settings.worker.web_port or WEB_PORT_BASE
     datadir.mkdir(parents=True, exist_ok=True)
+    partitions = settings.topics.count(tansu=tansu)
     app = faust.App(
         settings.worker.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in bootstrap.split(",")],
         broker_credentials=faust_credentials(settings),
         store=settings.worker.store,
         datadir=str(datadir),
-        topic_partitions=settings.topics.partitions,
+        topic_partitions=partitions,
         topic_replication_factor=settings.topics.replication,
         consumer_auto_offset_reset="earliest",
-        producer_linger=0.005,
+        producer_linger=settings.pipeline.producer_linger_ms / 1000,
         producer_acks=-1,
+        broker_commit_interval=settings.pipeline.commit_interval_s,
         web_bind=settings.worker.web_bind,
         web_port=web_port,
         web_host=settings.worker.web_bind,
@@ -89,7 +91,7 @@ def create_app(
         table_startup_grace=0.0,
         exact_end_offsets=tansu,
     )
-    topics = declare_topics(app, settings)
+    topics = declare_topics(app, settings, partitions)
     app.fraudstream_topics = topics  # type: ignore[attr-defined]
     app.fraudstream_settings = settings  # type: ignore[attr-defined]
 
@@ -103,20 +105,35 @@ def create_app(
 
             materialiser = feast_service.build_materialiser(settings, redis)
             feast_service.attach(app, materialiser, settings.feast.stop_timeout_s)
-        register_agents(app, topics, settings, materialiser)
+        register_agents(app, topics, settings, materialiser, bootstrap=bootstrap, tansu=tansu)
     return app
 
 
 def register_agents(
-    app: faust.App, topics: Topics, settings: Settings, materialiser: Any = None
+    app: faust.App, topics: Topics, settings: Settings, materialiser: Any = None, *,
+    bootstrap: str = "127.0.0.1:9092", tansu: bool = False,
 ) -> None:
-    """Attach the pipeline's agents (``materialiser``: where feature rows go for Feast)."""
-    from app.agents import card_stage, scoring, terminal_stage
+    """Attach the agents (``materialiser``: where feature rows go for Feast).
 
-    card_stage.register(app, topics, settings, materialiser)
-    terminal_stage.register(app, topics, settings, materialiser)
+    The pipeline agent (app/pipeline/) unless ``FRAUDSTREAM_PIPELINE_FEATURES=false``; it
+    scores in its own micro-batches (``FRAUDSTREAM_PIPELINE_SCORING=fused``, the default) when
+    ``FRAUDSTREAM_SCORING_ENABLED``, else the separate scoring agent on
+    ``transactions-enriched`` does (``separate``) in the workers that enable scoring.
+    """
+    from app.agents import scoring
+    from app.pipeline import runtime
+
+    pipeline_settings = settings.pipeline
+    holder = reloader = None
     if settings.scoring.enabled:
-        scoring.register(app, topics, settings)
+        holder, reloader = scoring.register_models(app, topics, settings)
+        if pipeline_settings.scoring == "separate":
+            scoring.register_scoring_agent(app, topics, settings, holder, reloader)
+    if pipeline_settings.features:
+        fused = pipeline_settings.scoring == "fused"
+        runtime.register(app, topics, settings, bootstrap=bootstrap, tansu=tansu,
+                         holder=holder if fused else None,
+                         reloader=reloader if fused else None, materialiser=materialiser)
     if settings.drift.enabled:
         from app.agents import drift
 

@@ -138,26 +138,3 @@ def changelog_writer(app: Any, table: Any) -> Callable[[str, Any], Awaitable[Non
         fut.add_done_callback(written)
 
     return write
-
-
-def feature_states(app: Any, stage: str, state_cls: Any, spec: Any, lateness_s: int,
-                   settings: Any) -> KeyedStates[Any]:
-    """The ``<stage>-state`` table of a feature stage and its live-state cache.
-
-    Configured from the settings (allowed lateness, per-key cap, cache size), cleared on every
-    rebalance, and reported by the ``fraudstream_state_*{stage}`` gauges.
-    """
-    from app.metrics import STATE_EVENTS, STATE_KEYS
-
-    config = {"allowed_lateness_ms": lateness_s * 1000,
-              "max_events": settings.features.max_events_per_key}
-    table = app.Table(f"{stage}-state", default=None, partitions=settings.topics.partitions,
-                      key_type=str)
-    states: KeyedStates[Any] = KeyedStates(
-        table, new=lambda: state_cls(spec, **config),
-        load=lambda data: state_cls.from_dict(data, spec, **config),
-        dump=lambda state: state.to_dict(), max_cached=settings.features.state_cache_keys,
-        write=changelog_writer(app, table))
-    app.on_partitions_revoked.connect(lambda *args, **kwargs: states.clear())
-    states.export_size(STATE_KEYS.labels(stage), STATE_EVENTS.labels(stage))
-    return states

@@ -115,3 +115,37 @@ RETRAIN_SECONDS = Histogram(
     "Wall-clock time of one retrain (waiting for labels, reading, training, registering).",
     buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 86_400),
 )
+
+# -- the pipeline agent (app/pipeline/) ---------------------------------------------------------
+PIPELINE_PARTITIONS = Gauge(
+    "fraudstream_pipeline_partitions",
+    "Source partitions (of transactions and labels) this worker owns.",
+)
+PIPELINE_QUEUED = Gauge(
+    "fraudstream_pipeline_queued_events",
+    "Valid events waiting in the event-time alignment queues.",
+)
+PIPELINE_GATE_WAITS = Counter(
+    "fraudstream_pipeline_gate_waits_total",
+    "Times the pipeline waited at the terminal view's gate for another worker's progress.",
+)
+PIPELINE_VIEW_LATE = Counter(
+    "fraudstream_pipeline_view_late_total",
+    "Transactions the terminal view could not answer exactly (later than its allowed "
+    "lateness): sent to the late topic.",
+)
+VIEW_ROWS = Gauge(
+    "fraudstream_view_rows",
+    "Terminal view: terminals held, rows recorded, rows dropped as later than its allowed "
+    "lateness (kept at zero by the gate), fraud labels applied; by kind.",
+    ["kind"],
+)
+STATE_LOG_SEGMENTS = Counter(
+    "fraudstream_state_log_segments_total",
+    "State-log segments written (one per source partition per flush).",
+)
+STATE_LOG_REPLAY_SECONDS = Histogram(
+    "fraudstream_state_log_replay_seconds",
+    "Rebuilding the card states of the owned partitions from the state log, per rebalance.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)

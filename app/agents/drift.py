@@ -54,11 +54,11 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
     send = Sender(app)
     worker = settings.worker
     max_events, max_wait_s = worker.batch_max_events, worker.batch_max_wait_ms / 1000
-    signals = app.topic(f"{worker.app_id}-drift-signals", partitions=settings.topics.partitions,
+    signals = app.topic(f"{worker.app_id}-drift-signals", partitions=topics.partitions,
                         replicas=settings.topics.replication, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw", internal=True)
 
-    join_table = app.Table("drift-join", default=None, partitions=settings.topics.partitions,
+    join_table = app.Table("drift-join", default=None, partitions=topics.partitions,
                            key_type=str)
     joins: KeyedStates[CardJoin] = KeyedStates(
         join_table,
@@ -68,7 +68,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
         dump=lambda j: j.to_dict(), max_cached=settings.features.state_cache_keys,
         write=changelog_writer(app, join_table))
     monitor_table = app.Table("drift-monitor", default=None,
-                              partitions=settings.topics.partitions, key_type=str)
+                              partitions=topics.partitions, key_type=str)
 
     def new_monitor(name: str, data: Any = None) -> ModelMonitor:
         return ModelMonitor.from_dict(data, name, settings.drift.signals,

@@ -23,10 +23,12 @@ from contracts.rejections import Rejection
 
 @dataclass
 class ScoredBatch:
-    """Records to publish (key, value dict) in input order, and refused positions."""
+    """Records to publish (key, value dict) in input order, the input position of each record,
+    and refused positions."""
 
     records: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     rejects: list[tuple[int, Rejection]] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
 
 
 def source_ts(txn: dict[str, Any], fallback_ms: float) -> float:
@@ -65,6 +67,7 @@ def score_batch(raws: Sequence[bytes | None], kafka_ts_ms: Sequence[float],
         for variant, shadow in assignments[i]:
             model = models[variant]
             assert model is not None
+            out.positions.append(parsed.positions[i])
             out.records.append((key, prediction_record(
                 txn, score=scores[variant][i], threshold=model.threshold,
                 model_name=model.model_name, model_version=model.version, variant=variant,

@@ -88,17 +88,27 @@ def test_loading_and_scoring_a_registered_model_needs_no_trainer(tmp_path: Path)
     assert not loaded, f"loading and scoring imported {loaded}"
 
 
-def test_a_scoring_worker_app_imports_neither_lightgbm_nor_onnxmltools(tmp_path: Path) -> None:
-    """The whole worker (every agent registered, scoring on), as ``faust -A app worker``
-    builds it, minus the broker connection."""
+@pytest.mark.parametrize(("scoring", "agents"), [
+    ("fused", {"pipeline", "model-updates"}),
+    ("separate", {"pipeline", "scoring", "model-updates"}),
+])
+def test_a_scoring_worker_app_imports_neither_lightgbm_nor_onnxmltools(
+        tmp_path: Path, scoring: str, agents: set[str]) -> None:
+    """The whole worker (every agent registered, scoring on: fused into the pipeline agent or
+    as the separate scoring agent), as ``faust -A app worker`` builds it, minus the broker
+    connection."""
     loaded = _loaded_after(f"""
         from app.faust_app import create_app
         from config.settings import load_settings
 
         settings = load_settings(store="memory://", data_dir={str(tmp_path)!r},
-                                 drift_enabled=True, feast_enabled=False)
+                                 drift_enabled=True, feast_enabled=False,
+                                 pipeline_scoring={scoring!r})
         app = create_app(settings, "127.0.0.1:9", agents=True)
-        assert {{"ingest", "scoring"}} <= {{a.split(".")[-1] for a in app.agents}}, app.agents
+        names = {{a.split(".")[-1] for a in app.agents}}
+        assert {agents!r} <= names, names
+        fused = app.fraudstream_pipeline.holder is not None
+        assert fused == ({scoring!r} == "fused"), app.fraudstream_pipeline.holder
     """, tmp_path)
     trainer = [m for m in loaded if m.split(".")[0] in TRAINER]
     assert not trainer, f"the worker imported {trainer}"
