@@ -6,7 +6,10 @@ retrain`` both call :func:`run_retrain`. For one event:
 1. **Idempotency**: the event's ``idempotency_key`` is looked up in the registry
    (:meth:`models.registry.ModelRegistry.handled_retrain`: the registered model's tag
    ``retrain.<key>``, with the outcome as JSON). A key already there is skipped, so a
-   redelivered event (at-least-once upstream) retrains nothing twice, on any worker.
+   redelivered event (at-least-once upstream) retrains nothing twice, on any worker. A
+   version registered under the key's training run (param ``source.trigger``) by an attempt
+   that was ended before it recorded the key (:func:`registered_by_earlier_attempt`) counts
+   as handled too: no second candidate.
 2. **Staleness**: an event about another version than the current champion (the drift of a
    model that has been replaced since) is skipped and recorded.
 3. **Wait for labels**: until the newest labelled and the newest enriched event times reach
@@ -287,6 +290,17 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
     if seen is not None:
         return RetrainOutcome(key, "duplicate", f"already handled at {seen.get('at')}: "
                               f"{seen.get('status')}", lines=lines)
+    earlier = registered_by_earlier_attempt(registry, key)
+    if earlier is not None:  # ended (rebalance, stop, crash) between registering and recording
+        champion = champion_version(registry)
+        promoted = champion == earlier
+        outcome = RetrainOutcome(
+            key, "trained", f"v{earlier} was registered by an earlier attempt that was ended "
+            "before it recorded its outcome: not trained again", version=earlier,
+            promoted=promoted, champion_before=None if promoted else champion,
+            refused=[] if promoted else ["an earlier attempt was ended before the gates: "
+                                         "it stays challenger"])
+        return _finish(registry, outcome, lines)
     if request.model_name != settings.registry.model_name:
         outcome = RetrainOutcome(key, "failed", f"event about model {request.model_name!r}, "
                                  f"this worker trains {settings.registry.model_name!r}")
@@ -347,6 +361,25 @@ def run_retrain(request: RetrainRequest, settings: Settings, *, wait: bool = Tru
         champion_metrics=dict(result.champion_metrics or {}),
         window={**result.split, "rows": len(data)}, seconds=seconds)
     return _finish(registry, outcome, lines)
+
+
+def registered_by_earlier_attempt(registry: ModelRegistry, key: str) -> int | None:
+    """The newest version registered by a training run of retrain ``key`` (the run's param
+    ``source.trigger``, set by :func:`run_retrain` before it trains), if any.
+
+    A retrain ended after :meth:`~models.registry.ModelRegistry.register_candidate` but before
+    :func:`_finish` recorded its key (its process ended at a rebalance or a stop, or the worker
+    crashed) left a version without the key: the next attempt must not register a second one.
+    """
+    if "'" in key or "\\" in key:  # not expressible in an MLflow filter; keys are plain
+        log.warning("retrain key %r: cannot look for an earlier attempt's version", key)
+        return None
+    client = registry.client
+    runs = client.search_runs([registry.experiment_id()],
+                              filter_string=f"params.`source.trigger` = '{key}'")
+    versions = [int(v.version) for run in runs for v in client.search_model_versions(
+        f"name = '{registry.model_name}' and run_id = '{run.info.run_id}'")]
+    return max(versions, default=None)
 
 
 def _stale(request: RetrainRequest, champion: int | None) -> bool:
