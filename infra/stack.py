@@ -50,7 +50,11 @@ def _answers(name: str, endpoint: str) -> bool:
 
 
 def up(settings: Settings) -> dict[str, Any]:
-    """Make sure a broker and a Redis are available; returns the recorded state."""
+    """Make sure a broker and a Redis are available; returns the recorded state.
+
+    The configured endpoints are checked before anything is started, and each server started
+    is recorded at once: a failure leaves nothing running that ``down`` does not know of.
+    """
     path = settings.stack_file
     state = read_stack(path)
     logs = settings.data_dir / "logs"
@@ -58,16 +62,17 @@ def up(settings: Settings) -> dict[str, Any]:
     if settings.broker.bootstrap_servers:
         kafka_bootstrap(settings, check=True)
         state["kafka"] = {"managed": False, "source": "KAFKA_BOOTSTRAP_SERVERS"}
-    elif not _alive(state.get("kafka") or {}):
+    if settings.feast.redis_url is not None:
+        check_redis(settings.feast.redis_url.get_secret_value())
+        state["redis"] = {"managed": False, "source": "REDIS_URL"}
+
+    if not settings.broker.bootstrap_servers and not _alive(state.get("kafka") or {}):
         server = start_broker(logs)
         state["kafka"] = {"managed": True, "bootstrap": f"{server.host}:{server.port}",
                           "port": server.port, "pid": server.pid, "log": str(server.log),
                           "incarnation": uuid.uuid4().hex[:12]}
-
-    if settings.feast.redis_url is not None:
-        check_redis(settings.feast.redis_url.get_secret_value())
-        state["redis"] = {"managed": False, "source": "REDIS_URL"}
-    elif not _alive(state.get("redis") or {}):
+        _write(path, state)
+    if settings.feast.redis_url is None and not _alive(state.get("redis") or {}):
         server = start_redis(logs)
         state["redis"] = {"managed": True, "url": f"redis://{server.host}:{server.port}/0",
                           "port": server.port, "pid": server.pid, "log": str(server.log)}

@@ -17,6 +17,35 @@ pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def servers_running(data_dir: Path) -> list[str]:
+    """The embedded servers started for ``data_dir`` (their logs are ``<data_dir>/logs/
+    tansu-<port>.log`` / ``valkey-<port>.log``) that still run: one line per process."""
+    ports = {int(log.stem.rsplit("-", 1)[1]): log.stem.split("-")[0]
+             for log in (data_dir / "logs").glob("*-*.log")}
+    running = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        for port, kind in ports.items():
+            if kind in argv and f"127.0.0.1:{port}" in argv:
+                running.append(f"{proc.name}: {argv.strip()}")
+    return running
+
+
+@pytest.fixture(autouse=True)
+def no_server_left(tmp_path: Path):
+    """Every test leaves no embedded server of its data folder running."""
+    yield
+    left = servers_running(tmp_path)
+    for line in left:  # do not leak into the rest of the session either
+        os.kill(int(line.split(":", 1)[0]), 9)
+    assert not left, f"servers left running: {left}"
+
+
 def fraudstream(*args: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess:
     endpoints = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
     base = {k: v for k, v in os.environ.items()
@@ -76,7 +105,10 @@ def test_unreachable_redis_is_a_clear_error_without_the_password(tmp_path: Path)
     assert result.returncode != 0
     assert "Redis at redis://:***@127.0.0.1" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
-    fraudstream("stack", "down", data_dir=tmp_path)
+    # the configured endpoint is checked before anything starts: no broker left behind
+    assert not list((tmp_path / "logs").glob("tansu-*.log"))
+    assert servers_running(tmp_path) == []
+    assert not (tmp_path / "stack.json").exists()
 
 
 def test_worker_refuses_to_start_without_a_broker(tmp_path: Path) -> None:
@@ -96,8 +128,10 @@ def test_worker_restarts_cleanly_after_the_embedded_broker_restarts(tmp_path: Pa
     from infra.worker_process import isolated_env, start_worker, topic_name
     from tests.bad_inputs import dumps, valid
 
+    # scoring off (no model here: the fused pipeline would hold everything)
     env = isolated_env("unused", tmp_path, "restart", FRAUDSTREAM_STORE="rocksdb://",
-                       FRAUDSTREAM_TOPIC_PARTITIONS="2")
+                       FRAUDSTREAM_TOPIC_PARTITIONS="2", FRAUDSTREAM_SCORING_ENABLED="false",
+                       FRAUDSTREAM_RETRAIN_MODE="off")
     del env["KAFKA_BOOTSTRAP_SERVERS"]  # the worker reads the stack file
     for round_ in range(2):
         assert fraudstream("stack", "up", data_dir=tmp_path).returncode == 0
@@ -107,9 +141,12 @@ def test_worker_restarts_cleanly_after_the_embedded_broker_restarts(tmp_path: Pa
             worker.wait_ready()
             produce(bootstrap, topic_name("transactions", "restart"),
                     [(b"card-1", dumps(valid(txn_id=f"r{round_}-{i}"))) for i in range(3)])
-            out = consume(bootstrap, topic_name("validated", "restart"), expected=3)
-            got = [json.loads(r.value)["txn"]["txn_id"] for r in out]
+            out = consume(bootstrap, topic_name("enriched", "restart"), expected=3, settle=1.0)
+            got = [json.loads(r.value)["txn_id"] for r in out]
             assert got == [f"r{round_}-{i}" for i in range(3)]
+            # fresh state on a fresh broker: the card's count starts again from 1
+            counts = [json.loads(r.value)["features"]["card_tx_count_1d"] for r in out]
+            assert counts == [1.0, 2.0, 3.0]
         finally:
             worker.stop()
             fraudstream("stack", "down", data_dir=tmp_path)
