@@ -34,8 +34,9 @@ def test_online_store_equals_the_latest_table_values(workers, kafka_bootstrap, r
     assert len(out) == txns.num_rows
 
     # The table value of a key is its state after its newest transaction (greatest event
-    # time; the simulator's txn ids are chronological, so they break ties). Enriched records
-    # of a card pass through several terminal partitions, so their arrival order is not it.
+    # time; the simulator's txn ids are chronological, so they break ties). A terminal's
+    # transactions come from every card partition, so the arrival order of the enriched
+    # records is not it.
     newest: dict[str, dict[str, tuple]] = {"card": {}, "terminal": {}}
     for rec in out:
         value = json.loads(rec.value)
