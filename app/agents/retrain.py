@@ -165,7 +165,8 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
                 task.cancel()  # ends the child process
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task  # its process is ended and reaped before the event is released
-                raise RetrainAbandoned(f"ended while training: {why}") from None
+                raise RetrainAbandoned(f"ended after {CANCEL_GRACE_S:.0f} s (starting or "
+                                       f"training): {why}") from None
         finally:
             interrupted.cancel()
             stopping.cancel()
