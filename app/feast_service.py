@@ -22,6 +22,7 @@ def build_materialiser(settings: Settings, redis: str) -> Any:
     """A materialiser for the applied Feast store on ``redis`` (applies it if needed)."""
     from app import feast_env
     from app.feast_sink import feast_materialiser
+    from app.materialiser import RedisSentinel
 
     registry = Path(feast_env.feast_env(redis, settings.data_dir)[feast_env.REGISTRY_PATH_VAR])
     if not registry.exists():
@@ -34,6 +35,7 @@ def build_materialiser(settings: Settings, redis: str) -> Any:
         offline_max_interval_s=settings.feast.offline_max_interval_s,
         max_rows=settings.feast.max_rows, max_interval_s=settings.feast.max_interval_s,
         retry_initial_s=settings.feast.retry_initial_s, retry_max_s=settings.feast.retry_max_s,
+        sentinel=RedisSentinel(redis),  # an emptied Redis is re-seeded
     )
 
 

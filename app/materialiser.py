@@ -42,6 +42,17 @@ tables: a key's online value is repaired by its next update, or at once if the w
 the materialiser from its recovered tables on partition assignment (``update`` is idempotent,
 so re-seeding is safe). :meth:`stop` pushes what is pending on a clean shutdown.
 
+Re-seeding an emptied online store
+----------------------------------
+Redis may come back empty (restarted without persistence, flushed). Keys that are not updated
+again would then stay missing. With a ``sentinel`` (:class:`RedisSentinel`: a key of this
+materialiser's own, written when it starts and checked every ``reseed_check_s``), the
+materialiser notices that the store lost its contents and pushes again the latest row of every
+key it has pushed (it keeps that row per key, sharing the pushed tuples), merged under the
+pending rows (latest wins). Each worker has its own sentinel, so every worker re-seeds its
+keys; a row older than one another worker pushes since is skipped by Redis (not newer), so the
+order of the re-seeds does not matter.
+
 Examples
 --------
 >>> import asyncio
@@ -78,6 +89,54 @@ Batch = dict[str, list[Row]]
 """entity -> rows; what a push function receives."""
 PushFn = Callable[[Batch], None]
 """Blocking; raises on failure (the batch is then retried)."""
+SentinelFn = Callable[[], bool]
+"""Blocking; True when the online store lost what was pushed (and marks it again), False when
+it still holds it; raises when the store cannot be reached (checked again later)."""
+
+
+class RedisSentinel:
+    """Detects an emptied Redis: a key of this materialiser's own (a random id), written when
+    missing, its expiry refreshed at each check (so keys of dead workers disappear).
+
+    ``__call__`` returns True when the key was missing (the store lost its contents, or this is
+    the first check) and writes it; False otherwise.
+    """
+
+    PREFIX = "fraudstream:online-seeded:"
+
+    def __init__(self, url: str, ttl_s: int = 3600, client: object | None = None) -> None:
+        import uuid
+
+        self.url = url
+        self.key = f"{self.PREFIX}{uuid.uuid4().hex}"
+        self.ttl_s = ttl_s
+        self._client: object | None = client
+
+    def _redis(self) -> object:
+        if self._client is None:
+            import redis
+
+            self._client = redis.Redis.from_url(self.url, socket_timeout=2.0,
+                                                socket_connect_timeout=2.0)
+        return self._client
+
+    def __call__(self) -> bool:
+        client = self._redis()
+        # SET ... NX: written only when missing; returns None when it was there
+        written = client.set(self.key, b"1", ex=self.ttl_s, nx=True)  # type: ignore[attr-defined]
+        if written:
+            return True
+        client.expire(self.key, self.ttl_s)  # type: ignore[attr-defined]
+        return False
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.delete(self.key)  # type: ignore[attr-defined]
+                client.close()  # type: ignore[attr-defined]
+            except Exception as exc:  # best effort at shutdown
+                log.debug("removing the online-store sentinel failed: %r", exc)
 
 
 def spec_views(spec: FeatureSpec = DEFAULT_SPEC,
@@ -130,12 +189,17 @@ class Materialiser:
         Backoff after a failed push: ``retry_initial_s`` doubling per failure, capped.
     metrics : bool
         Report to the Prometheus metrics of :mod:`app.feast_metrics`.
+    sentinel : callable, optional
+        ``sentinel()`` (:data:`SentinelFn`, e.g. :class:`RedisSentinel`): checked every
+        ``reseed_check_s``; when it says the store was emptied, every key pushed so far is
+        pushed again (see the module docstring). None: no re-seeding.
     """
 
     def __init__(self, push: PushFn, views: Mapping[str, Sequence[str]] | None = None, *,
                  max_rows: int = 1_000, max_interval_s: float = 1.0,
                  retry_initial_s: float = 0.5, retry_max_s: float = 30.0,
-                 metrics: bool = True) -> None:
+                 metrics: bool = True, sentinel: SentinelFn | None = None,
+                 reseed_check_s: float = 2.0) -> None:
         if max_rows < 1 or max_interval_s <= 0 or retry_initial_s <= 0:
             raise ValueError("max_rows, max_interval_s and retry_initial_s must be positive")
         self._push = push
@@ -155,6 +219,11 @@ class Materialiser:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sentinel = sentinel
+        self.reseed_check_s = reseed_check_s
+        self._seeded: dict[tuple[str, str], tuple[tuple[float, ...], int]] = {}
+        self._checker: asyncio.Task[None] | None = None
+        self.reseeds = 0
         self._metrics = metrics
         if metrics:
             from app import feast_metrics
@@ -256,8 +325,62 @@ class Materialiser:
                 return False
             self._inflight_rows = 0
             self._failures = 0
+            if self._sentinel is not None:
+                self._remember(batch)
             self._record_success(batch, n, time.perf_counter() - started)
             return True
+
+    # -- re-seeding -----------------------------------------------------------------------
+
+    def _remember(self, batch: Batch) -> None:
+        """Keep the latest pushed row per key (for a re-seed)."""
+        seeded = self._seeded
+        for entity, rows in batch.items():
+            for key, values, ts in rows:
+                slot = (entity, key)
+                current = seeded.get(slot)
+                if current is None or ts >= current[1]:
+                    seeded[slot] = (values, ts)
+
+    def reseed(self) -> int:
+        """Queue again the latest pushed row of every key (the store lost them); returns how
+        many rows were queued (pending newer rows are kept: latest wins)."""
+        pending = self._pending
+        n = 0
+        for slot, (values, ts) in self._seeded.items():
+            current = pending.get(slot)
+            if current is None or ts > current[1]:
+                pending[slot] = (values, ts)
+                n += 1
+        if n:
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+            self._wake.set()
+        self.reseeds += 1
+        return n
+
+    async def check_store(self) -> bool | None:
+        """Ask the sentinel once; re-seed if the store was emptied. True: re-seeded, False:
+        intact, None: the store could not be reached (asked again later)."""
+        if self._sentinel is None:
+            return False
+        try:
+            emptied = await asyncio.to_thread(self._sentinel)
+        except Exception as exc:  # Redis down: the pushes report it; check again later
+            log.debug("online store sentinel check failed: %r", exc)
+            return None
+        if not emptied:
+            return False
+        if self._seeded:
+            n = self.reseed()
+            log.warning("the Feast online store lost its contents (sentinel %s missing): "
+                        "re-seeding %d feature rows", getattr(self._sentinel, "key", ""), n)
+        return True
+
+    async def _check_forever(self) -> None:
+        while not self._stopping.is_set():
+            await self.check_store()
+            await self._sleep_unless_stopping(self.reseed_check_s)
 
     def _record_failure(self, exc: Exception, n: int, seconds: float) -> None:
         log.warning("Feast push of %d rows failed (%s: %s); %d rows kept, retry in %.1f s",
@@ -342,7 +465,11 @@ class Materialiser:
         """Run :meth:`run` as a task of the running loop."""
         if self._task is None or self._task.done():
             self._stopping.clear()
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="materialiser")
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self.run(), name="materialiser")
+            if self._sentinel is not None and (self._checker is None or self._checker.done()):
+                self._checker = loop.create_task(self._check_forever(),
+                                                 name="materialiser-sentinel")
         return self._task
 
     async def stop(self, timeout: float = 10.0) -> bool:
@@ -355,14 +482,18 @@ class Materialiser:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._checker is not None:
+            await self._checker
+            self._checker = None
         done = await self.flush(timeout=timeout)
         if not done:
             log.error("Feast unavailable at shutdown: %d feature rows not pushed (repaired by "
                       "the next update of each key)", self.backlog_rows)
-        close = getattr(self._push, "close", None)
-        if close is not None:
-            try:
-                await asyncio.to_thread(close)
-            except Exception:
-                log.exception("closing the Feast push function failed")
+        for part in (self._push, self._sentinel):
+            close = getattr(part, "close", None)
+            if close is not None:
+                try:
+                    await asyncio.to_thread(close)
+                except Exception:
+                    log.exception("closing %r failed", part)
         return done
