@@ -3,6 +3,7 @@ the group, and the retrain event is handled exactly once in the end."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -16,6 +17,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RETRAIN = {"FRAUDSTREAM_RETRAIN_MODE": "agent", "FRAUDSTREAM_RETRAIN_MAX_WAIT_S": "20",
            "FRAUDSTREAM_RETRAIN_POLL_S": "1"}
 WAITING = "waiting for labels and features"
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    """The group's committed offsets of ``topic``'s 3 partitions (no group join)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    async def read() -> dict[int, int | None]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(3)}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
 
 
 def _count(worker, text: str) -> int:
@@ -71,6 +89,10 @@ def test_a_rebalance_and_a_stop_during_the_wait_for_labels(workers, kafka_bootst
 
     handled = open_registry(settings).handled_retrain(key)
     assert handled is not None, "the outcome is recorded under the event's key"
+    # acknowledged once handled: its offset is committed (a few commit intervals)
+    group, topic = settings.worker.app_id, workers.topic("retrain")
+    _until(lambda: sorted(_committed(kafka_bootstrap, group, topic).values(),
+                          key=str) == [1, None, None], 30, both)
 
 
 def _alive(pid: int) -> bool:
@@ -120,6 +142,8 @@ def test_a_stop_during_the_wait_for_labels_ends_the_worker_at_once(workers, kafk
     from models.registry import open_registry
 
     assert open_registry(settings).handled_retrain(key) is None
+    committed = _committed(kafka_bootstrap, settings.worker.app_id, workers.topic("retrain"))
+    assert set(committed.values()) == {None}, f"committed past the held event: {committed}"
 
     # nothing was committed past the event: the next worker gets it and waits again
     second = workers.start(**env)
