@@ -41,6 +41,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.metrics import RETRAIN_OUTCOMES, RETRAIN_SECONDS
@@ -111,6 +112,57 @@ async def in_child_process(record: dict[str, Any], settings: Settings,
 CANCEL_GRACE_S = 5.0
 
 
+async def unless_interrupted(app: Any, hooks: Any, run: Callable[[Any], Awaitable[Any]],
+                             cancel: Any, key: str, *, killable: bool,
+                             grace_s: float | None = None) -> Any:
+    """``await run(cancel)`` unless a rebalance starts or the app stops first.
+
+    ``app``: ``should_stop`` and ``wait_until_stopped()`` (a Faust app); ``hooks``:
+    ``rebalancing`` and ``next_start()`` (:class:`app.faust_ext.rebalance.RebalanceHooks`);
+    ``cancel``: the stop flag ``run`` honours (``set()``). Interrupted, the flag is set and
+    ``run`` gets ``grace_s`` (:data:`CANCEL_GRACE_S`) to end: what it returns or raises (a
+    :class:`~training.retrain.RetrainAbandoned`) then; past that, a ``killable`` run (a child
+    process) is cancelled, awaited, and RetrainAbandoned raised; a thread's is awaited.
+    """
+    from training.retrain import RetrainAbandoned
+
+    grace = CANCEL_GRACE_S if grace_s is None else grace_s
+    # An event taken between a rebalance start and its completion, or while the worker
+    # stops, would hold the revocation (or the stop) until the next start: give it back.
+    if hooks.rebalancing:
+        raise RetrainAbandoned("a rebalance is in progress")
+    if app.should_stop:
+        raise RetrainAbandoned("the worker is stopping")
+    interrupted = hooks.next_start()
+    stopping = asyncio.ensure_future(app.wait_until_stopped())
+    task = asyncio.ensure_future(run(cancel))
+    try:
+        await asyncio.wait({task, interrupted, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        why = "a rebalance started" if interrupted.done() else "the worker is stopping"
+        log.info("retrain %s: %s, stopping it", key[:12], why)
+        cancel.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            if not killable:
+                log.warning("retrain %s is training in a thread: %s waits for it",
+                            key[:12], "the rebalance" if interrupted.done() else "the stop")
+                return await task
+            task.cancel()  # ends the child process
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # its process is ended and reaped before the event is released
+            raise RetrainAbandoned(f"ended after {grace:.0f} s (starting or training): "
+                                   f"{why}") from None
+    finally:
+        interrupted.cancel()
+        stopping.cancel()
+        if not task.done():  # the agent itself is cancelled (the worker stops)
+            cancel.set()  # a thread waiting for labels ends too
+            task.cancel()  # a child process is ended
+
+
 def register(app: Any, topics: Topics, settings: Settings) -> None:
     """Attach the retrain agent to ``app``."""
     from app.faust_ext import rebalance, release_held
@@ -133,46 +185,8 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
         return await asyncio.to_thread(handle_record, record, settings, True, cancel)
 
     async def retrain_unless_interrupted(record: dict[str, Any], key: str) -> Any:
-        """The outcome; RetrainAbandoned when a rebalance or a stop came first (see the
-        module docstring)."""
-        from training.retrain import RetrainAbandoned
-
-        # An event taken between a rebalance start and its completion, or while the worker
-        # stops, would hold the revocation (or the stop) until the next start: give it back.
-        if hooks.rebalancing:
-            raise RetrainAbandoned("a rebalance is in progress")
-        if app.should_stop:
-            raise RetrainAbandoned("the worker is stopping")
-        interrupted = hooks.next_start()
-        stopping = asyncio.ensure_future(app.wait_until_stopped())
-        cancel = stop_flag()
-        task = asyncio.ensure_future(retrain_one(record, cancel))
-        try:
-            await asyncio.wait({task, interrupted, stopping},
-                               return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                return task.result()
-            why = "a rebalance started" if interrupted.done() else "the worker is stopping"
-            log.info("retrain %s: %s, stopping it", key[:12], why)
-            cancel.set()
-            try:
-                return await asyncio.wait_for(asyncio.shield(task), CANCEL_GRACE_S)
-            except TimeoutError:
-                if not in_process:
-                    log.warning("retrain %s is training in a thread: %s waits for it",
-                                key[:12], "the rebalance" if interrupted.done() else "the stop")
-                    return await task
-                task.cancel()  # ends the child process
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task  # its process is ended and reaped before the event is released
-                raise RetrainAbandoned(f"ended after {CANCEL_GRACE_S:.0f} s (starting or "
-                                       f"training): {why}") from None
-        finally:
-            interrupted.cancel()
-            stopping.cancel()
-            if not task.done():  # the agent itself is cancelled (the worker stops)
-                cancel.set()  # a thread waiting for labels ends too
-                task.cancel()  # a child process is ended
+        return await unless_interrupted(app, hooks, lambda cancel: retrain_one(record, cancel),
+                                        stop_flag(), key, killable=in_process)
 
     @app.agent(topics.retrain, name="retrain")
     async def retrain(stream: Any) -> None:
