@@ -1,10 +1,11 @@
 """Models and the separate scoring agent: hot model swaps; ``transactions-enriched`` scored.
 
 * :func:`register_models` (every worker that scores, fused or not): the champion/challenger
-  holder, the ``model-updates`` agent that reloads on every event about the configured model,
-  the alias poll every ``FRAUDSTREAM_MODEL_POLL_INTERVAL_S`` (the model-updates topic is keyed
-  by model name, so with several workers only one of them receives each event: the others
-  swap at their next poll) and the load at start. Loading runs in a thread; the swap happens
+  holder, the ``model-updates`` agent that reloads on every event about the configured model
+  (a record that is not a model update - too large, too deep, not JSON, missing fields - is
+  dead-lettered with its reason), the alias poll every ``FRAUDSTREAM_MODEL_POLL_INTERVAL_S``
+  (the model-updates topic is keyed by model name, so with several workers only one of them
+  receives each event: the others swap at their next poll) and the load at start. Loading runs in a thread; the swap happens
   on the event loop, so it falls between two batches. The pipeline agent
   (:mod:`app.pipeline`) scores with this holder in its own micro-batches (fused, the default).
 * :func:`register_scoring_agent` (``FRAUDSTREAM_PIPELINE_SCORING=separate``, to scale the
@@ -49,9 +50,8 @@ from app.scoring.scorer import score_batch
 from app.scoring.split import SplitPolicy
 from app.topics import Topics
 from config.settings import Settings
-from contracts.records import decode_enriched
+from contracts.records import decode_enriched, decode_model_update
 from contracts.rejections import ContractError, Rejection
-from contracts.wire import loads_object
 from features.spec import DEFAULT_SPEC
 
 log = logging.getLogger(__name__)
@@ -106,21 +106,24 @@ def register_models(app: Any, topics: Topics, settings: Settings) -> tuple[Model
     app.fraudstream_reloader = reloader
     where = f"model {settings.registry.model_name!r} alias 'champion' in MLflow"
 
+    max_bytes = settings.validation.max_payload_bytes
+
     @app.agent(topics.model_updates, name="model-updates")
     async def model_updates(stream: Any) -> None:
         async for event in stream.events():
             try:
-                update = loads_object(event.value)
-                name = update.get("model_name")
-            except (ContractError, ValueError, AttributeError):
-                log.warning("ignored a model-updates record that is not a JSON object: "
-                            "%s[%s]@%s", event.message.topic, event.message.partition,
-                            event.message.offset)
+                update = decode_model_update(event.value, max_bytes=max_bytes)
+            except ContractError as exc:
+                # too large, too deep, not JSON, not a model update: dead-lettered (fitted to
+                # the producer), delivered before the event is acknowledged
+                fut = await dead_letter(topics.dlq, event.message, exc.rejection())
+                if fut is not None:
+                    await fut
                 continue
-            if name != settings.registry.model_name:
+            if update.model_name != settings.registry.model_name:
                 continue
-            await reloader.refresh(f"model-updates: {update.get('action')} "
-                                   f"v{update.get('version')} {update.get('alias')}")
+            await reloader.refresh(f"model-updates: {update.action} "
+                                   f"v{update.version} {update.alias}")
 
     @app.task
     async def load_at_start() -> None:
