@@ -1,4 +1,5 @@
-"""Where a partition's log ends, as Faust's table recovery needs it (app.faust_ext.tables, fix 7)."""
+"""Where a partition's log ends, as Faust's table recovery and the state-log replay need it
+(app.faust_ext.tables, fix 7)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ def say(*parts: object) -> None:
 
 
 def build(argv: list[str]) -> faust.App:
-    """The worker's app from ``BOOTSTRAP TOPIC APP_ID DATADIR [release]`` (nothing runs on import)."""
+    """The worker's app from ``BOOTSTRAP TOPIC APP_ID DATADIR [release]`` (nothing runs on
+    import)."""
     bootstrap, topic_name, app_id, datadir = argv[:4]
     release = argv[4:5] == ["release"]
     app = faust.App(app_id, broker=f"kafka://{bootstrap}", web_enabled=False, store="memory://",

@@ -4,16 +4,15 @@ pinned versions of faust-streaming, aiokafka and mode-streaming."""
 from __future__ import annotations
 
 import asyncio
-
-import faust
-
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import faust
+
 from app import faust_ext
-from app.faust_ext import rebalance, transport
 from app.faust_app import TANSU_SESSION_TIMEOUT_S, create_app
+from app.faust_ext import rebalance, transport
 from config.settings import load_settings
 
 
