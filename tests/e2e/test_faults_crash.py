@@ -17,8 +17,8 @@ from tests.support import faults, models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
-#: About 15,000 transactions over 12 days (terminal features' 7-day delayed windows fill).
-CUSTOMERS, DAYS = 500, 12
+#: About 9,700 transactions over 12 days (terminal features' 7-day delayed windows fill).
+CUSTOMERS, DAYS = 400, 12
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +26,16 @@ def exported():
     return faults.scoring_models()
 
 
-def _registered(workers, exported) -> None:
-    faults.register_models(models.registry(workers.tmp / "data"), exported)
+def _registered(workers, tmp_path_factory) -> None:
+    faults.install_registry(tmp_path_factory, workers.tmp / "data")
 
 
 def _env(**extra: str) -> dict[str, str]:
     return {**faults.SCORING, "FRAUDSTREAM_MODEL_NAME": models.MODEL_NAME, **extra}
 
 
-def test_sigkill_twice_under_a_backlog(workers, kafka_bootstrap, redis_url, exported):
+def test_sigkill_twice_under_a_backlog(workers, kafka_bootstrap, redis_url, exported,
+                                      tmp_path_factory):
     data = faults.traffic(customers=CUSTOMERS, days=DAYS)
     # Feast on, so that each killed worker has children (the push child, the resource tracker)
     url = redis_url.rsplit("/", 1)[0] + "/9"
@@ -43,7 +44,7 @@ def test_sigkill_twice_under_a_backlog(workers, kafka_bootstrap, redis_url, expo
     redis_client.Redis.from_url(url).flushdb()
     env = _env(REDIS_URL=url, FRAUDSTREAM_FEAST_ENABLED="true",
                FRAUDSTREAM_FEAST_OFFLINE="false")
-    _registered(workers, exported)
+    _registered(workers, tmp_path_factory)
     faults.preload(workers, kafka_bootstrap, data, **env)
     target = len(data) * len(exported)
     began = time.monotonic()
@@ -59,10 +60,10 @@ def test_sigkill_twice_under_a_backlog(workers, kafka_bootstrap, redis_url, expo
     print(f"sigkill x2: {outcome.summary()} in {time.monotonic() - began:.0f} s")
 
 
-def test_one_then_two_then_one_worker(workers, kafka_bootstrap, exported):
+def test_one_then_two_then_one_worker(workers, kafka_bootstrap, exported, tmp_path_factory):
     data = faults.traffic(customers=CUSTOMERS, days=DAYS)
     env = _env()
-    _registered(workers, exported)
+    _registered(workers, tmp_path_factory)
     faults.preload(workers, kafka_bootstrap, data, **env)
     target = len(data) * len(exported)
     began = time.monotonic()

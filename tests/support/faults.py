@@ -64,6 +64,29 @@ def register_models(registry: Any, exported: dict[str, Any]) -> list[dict[str, A
             models.register(registry, exported["champion"], threshold=0.3, champion=True)]
 
 
+_BUILT: dict[str, Any] = {}
+
+
+def install_registry(tmp_path_factory: Any, data_dir: Path,
+                     name: str = "mlflow.db") -> list[dict[str, Any]]:
+    """Put an MLflow registry with :func:`scoring_models` registered (challenger v1, champion
+    v2) at ``data_dir/name``: built once per session (registering costs seconds), its database
+    copied for each test (the artifacts stay where they were written, named by absolute URIs).
+    Returns the two model-updates events."""
+    import shutil
+
+    from tests.support import models
+
+    if "db" not in _BUILT:
+        root = tmp_path_factory.mktemp("registry")
+        _BUILT["updates"] = register_models(models.registry(root), scoring_models())
+        _BUILT["db"] = root / "mlflow.db"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_BUILT["db"], data_dir / f".{name}.part")
+    os.replace(data_dir / f".{name}.part", data_dir / name)  # a worker never sees half of it
+    return list(_BUILT["updates"])
+
+
 # -- traffic ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
