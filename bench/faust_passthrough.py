@@ -2,7 +2,7 @@
 
 Built by the same :func:`app.faust_app.create_app` as the real worker (same broker, producer
 and consumer settings), with the pipeline's agents replaced by a passthrough from the
-transactions topic to the validated topic. Run by the benchmark as
+transactions topic to the enriched topic. Run by the benchmark as
 ``faust -A bench.faust_passthrough worker``.
 """
 
@@ -19,4 +19,4 @@ _topics = app.fraudstream_topics  # type: ignore[attr-defined]
 @app.agent(_topics.transactions, name="passthrough")
 async def passthrough(stream: Any) -> None:
     async for event in stream.events():
-        await _topics.validated.send(key=event.message.key, value=event.value)
+        await _topics.enriched.send(key=event.message.key, value=event.value)

@@ -1,20 +1,33 @@
-"""The benchmark run: every measurement on one broker, a table on screen, JSON on disk.
+"""The benchmark run: the goals of the streaming core measured in one run, on one broker.
 
-Each pipeline measurement pre-loads ``n`` records into a fresh input topic, starts a real
-worker process on it, and reads the output topic back; throughput is computed from the output
-records' timestamps (first to last), so worker start-up is excluded and reported apart.
+Sections (``--only`` keys), in the order they run:
+
+* ``latency``: the broker's one-hop floor (a bare aiokafka relay) and the pipeline at an
+  offered 1,000 ev/s (p50/p99 overall, p99 of each 10-s window), then the highest offered rate
+  keeping p99 <= 100 ms (short probes, the best confirmed over the full duration);
+* ``backlog``: N transactions pre-loaded, the Faust micro-batch passthrough and then the full
+  pipeline on the same records, each on one fresh worker; events/s from the output records'
+  timestamps (start-up excluded);
+* ``cards``: the pipeline's feature stage (no scoring) on the same number of events over 5,000
+  and over 100,000 cards: rate ratio, worker RSS and RSS per 100,000 cards;
+* ``score-api``: sequential ``POST /score`` on a worker with Feast on: p50/p99;
+* ``profile``: the per-event cost by part (:mod:`bench.profile`);
+* ``replay``: the handbook profile replayed at full speed (:mod:`bench.replay`).
+
+Measurements are reported, never asserted. Each section's result is written to the JSON file
+as soon as it is known, so a run stopped early keeps what it measured.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import math
 import os
 import platform
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +35,31 @@ from infra.kafka_io import consume, produce
 from infra.processes import start_broker
 from infra.worker_process import create_topics, isolated_env, start_worker, topic_name
 
+SECTIONS = ("latency", "backlog", "cards", "score-api", "profile", "replay")
 
-@dataclass
-class Result:
-    name: str
-    events: int
-    events_per_s: float
-    seconds: float
-    notes: dict[str, Any] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one run (``quick``: a smoke run of a few minutes)."""
+
+    hop_s: float = 30.0
+    warmup_s: float = 10.0
+    latency_s: float = 120.0
+    probe_s: float = 20.0
+    confirm_s: float = 120.0
+    backlog: int = 30_000
+    cards_events: int = 100_000
+    score_requests: int = 2_000
+    profile_events: int = 30_000
+    replay: int = 1_758_314
+    #: the replay's wait is capped at the goal (10 min): what is not out by then is reported
+    replay_cap_s: float = 600.0
+
+    @classmethod
+    def quick(cls, replay: int | None = None) -> Plan:
+        return cls(hop_s=8.0, warmup_s=3.0, latency_s=20.0, probe_s=5.0, confirm_s=15.0,
+                   backlog=10_000, cards_events=20_000, score_requests=300,
+                   profile_events=5_000, replay=replay or 50_000, replay_cap_s=300.0)
 
 
 def _rate(timestamps_ms: list[int]) -> tuple[float, float]:
@@ -37,212 +67,312 @@ def _rate(timestamps_ms: list[int]) -> tuple[float, float]:
     return ((len(timestamps_ms) - 1) / span if span > 0 else float("inf")), span
 
 
-def raw_passthrough(bootstrap: str, records: list[tuple[bytes, bytes]]) -> Result:
-    """(a) aiokafka consumer group -> producer, in this process: the floor under any agent."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    suffix = uuid.uuid4().hex[:8]
-    src, dst = f"bench-raw-in-{suffix}", f"bench-raw-out-{suffix}"
-    produce(bootstrap, src, records)
-
-    async def run() -> float:
-        consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, group_id=f"raw-{suffix}",
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=10,
-                                    max_partition_fetch_bytes=4 << 20)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
-                                    max_batch_size=1 << 20)
-        await consumer.start()
-        await producer.start()
-        seen, start = 0, None
-        try:
-            while seen < len(records):
-                batches = await consumer.getmany(timeout_ms=100, max_records=5000)
-                for messages in batches.values():
-                    if start is None:
-                        start = time.perf_counter()
-                    for m in messages:
-                        await producer.send(dst, key=m.key, value=m.value)
-                    seen += len(messages)
-            await producer.flush()
-            await consumer.commit()
-            return time.perf_counter() - (start or time.perf_counter())
-        finally:
-            await producer.stop()
-            await consumer.stop()
-
-    seconds = asyncio.run(run())
-    return Result("a. aiokafka passthrough (no Faust)", len(records), len(records) / seconds,
-                  seconds)
-
-
-def worker_run(name: str, app: str, bootstrap: str, records: list[tuple[bytes, bytes]],
-               out_role: str, expected: int, workdir: Path, extra_env: dict[str, str],
-               measure_state: bool = False) -> Result:
+def worker_run(app: str, bootstrap: str, records: list[tuple[bytes, bytes]], out_role: str,
+               workdir: Path, extra_env: dict[str, str], model: bool = False) -> dict[str, Any]:
     """Pre-load the input topic, start ``faust -A app worker``, time the output topic."""
     import psutil
 
+    from bench.scoring import _env, _with_model
+
     suffix = uuid.uuid4().hex[:8]
-    env = isolated_env(bootstrap, workdir / suffix, suffix, **extra_env)
+    if model:
+        env = _env(bootstrap, workdir, suffix, **extra_env)
+        _with_model(workdir / suffix)
+    else:
+        env = isolated_env(bootstrap, workdir / suffix, suffix, **extra_env)
     create_topics(bootstrap, env)
     produce(bootstrap, topic_name("transactions", suffix), records)
     worker = start_worker(env, workdir / f"{suffix}.log", app=app)
-    notes: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     try:
-        notes["worker_ready_s"] = round(worker.wait_ready(), 2)
-        out = consume(bootstrap, topic_name(out_role, suffix), expected=expected,
-                      timeout=900, settle=0.5)
-        if measure_state:
-            notes["worker_rss_mb"] = round(psutil.Process(worker.proc.pid).memory_info().rss
-                                           / 2**20, 1)
-            notes.update(_state_bytes(bootstrap, f"fraudstream-{suffix}-card-state-changelog"))
+        out["worker_ready_s"] = round(worker.wait_ready(), 2)
+        recs = consume(bootstrap, topic_name(out_role, suffix), expected=len(records),
+                       timeout=900, settle=0.5)
+        out["worker_rss_mb"] = round(psutil.Process(worker.proc.pid).memory_info().rss
+                                     / 2**20, 1)
     finally:
         worker.stop()
-    rate, span = _rate([r.timestamp for r in out])
-    return Result(name, len(out), rate, span, notes)
+    rate, span = _rate([r.timestamp for r in recs]) if len(recs) > 1 else (0.0, 0.0)
+    out.update(events=len(recs), events_per_s=round(rate), seconds=round(span, 2))
+    return out
 
 
-def _state_bytes(bootstrap: str, changelog: str) -> dict[str, Any]:
-    """Latest serialised state per card, from the table's changelog."""
-    latest: dict[bytes | None, int] = {}
-    for rec in consume(bootstrap, changelog, expected=10**9, timeout=60, idle=3.0):
-        latest[rec.key] = len(rec.value or b"")
-    cards = len(latest)
-    return {"cards": cards,
-            "state_bytes_per_card": round(sum(latest.values()) / cards) if cards else 0}
+BASE_ENV = {"FRAUDSTREAM_STORE": "memory://", "FRAUDSTREAM_LOG_LEVEL": "WARNING",
+            "FRAUDSTREAM_FEAST_ENABLED": "false"}
 
 
-def simulated(n_cards: int, days: int, seed: int = 3) -> list[tuple[bytes, bytes]]:
-    """Realistic simulated transactions as (key, value) records."""
-    from simulator import simulate
-    from simulator.serialize import keys, transaction_values
+def latency_section(bootstrap: str, workdir: Path, plan: Plan,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    from bench import latency
 
-    table = simulate("realistic", seed=seed, n_customers=n_cards,
-                     n_terminals=max(2 * n_cards, 100), n_days=days).transactions()
-    return list(zip(keys(table), transaction_values(table), strict=True))
+    out: dict[str, Any] = {}
+    log(f"  one hop (aiokafka relay) at 1,000 ev/s for {plan.hop_s:.0f} s")
+    out["one_hop"] = latency.one_hop(bootstrap, workdir, 1_000.0, plan.hop_s).brief()
+    log(f"  Faust micro-batch passthrough at 1,000 ev/s for {plan.hop_s:.0f} s")
+    with latency.PipelineRun(bootstrap, workdir, app="bench.faust_batch_passthrough") as run:
+        warm, main = run.phases_run([(1_000.0, plan.warmup_s), (1_000.0, plan.hop_s)])
+        out["faust_passthrough"] = main.brief()
+    with latency.PipelineRun(bootstrap, workdir) as run:
+        out["worker_ready_s"] = round(run.ready_s, 2)
+        log(f"  pipeline at 1,000 ev/s for {plan.latency_s:.0f} s (after {plan.warmup_s:.0f} s "
+            "of warm-up)")
+        warm, main = run.phases_run([(1_000.0, plan.warmup_s), (1_000.0, plan.latency_s)])
+        out["warmup"] = warm.brief()
+        out["at_1000"] = main.brief()
+        log(f"    p50 {main.p50_ms} ms, p99 {main.p99_ms} ms")
+        log("  rate search (p99 <= 100 ms)")
+        out["search"] = latency.rate_search(run, 1_000.0, plan.probe_s, plan.confirm_s,
+                                            log=log)
+        out["worker_rss_mb"] = run.rss_mb()
+    return out
 
 
-def run(n: int = 50_000, out_dir: Path | None = None, only: set[str] | None = None,
-        progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmarks; returns the report (also written as JSON in ``out_dir``)."""
+def backlog_section(bootstrap: str, workdir: Path, plan: Plan,
+                    log: Callable[[str], None]) -> dict[str, Any]:
     from bench.workload import transactions
 
-    out_dir = out_dir or Path(os.environ.get("FRAUDSTREAM_DATA_DIR", ".fraudstream")) / "bench"
+    records = transactions(plan.backlog)
+    log(f"  Faust micro-batch passthrough, {len(records):,} pre-loaded")
+    faust = worker_run("bench.faust_batch_passthrough", bootstrap, records, "enriched",
+                       workdir, BASE_ENV)
+    log(f"    {faust['events_per_s']:,} ev/s; full pipeline ...")
+    pipe = worker_run("app", bootstrap, records, "predictions", workdir, {}, model=True)
+    log(f"    {pipe['events_per_s']:,} ev/s")
+    ratio = pipe["events_per_s"] / faust["events_per_s"] if faust["events_per_s"] else None
+    return {"faust_batch_passthrough": faust, "pipeline": pipe,
+            "ratio": None if ratio is None else round(ratio, 2)}
+
+
+def cards_section(bootstrap: str, workdir: Path, plan: Plan,
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    from bench.workload import transactions
+
+    env = {**BASE_ENV, "FRAUDSTREAM_SCORING_ENABLED": "false"}
+    out: dict[str, Any] = {"events": plan.cards_events}
+    for cards in (5_000, 100_000):
+        log(f"  feature stage, {plan.cards_events:,} events over {cards:,} cards")
+        records = transactions(plan.cards_events, cards=cards, seed=13)
+        out[str(cards)] = worker_run("app", bootstrap, records, "enriched", workdir, env)
+        out[str(cards)]["cards"] = len({k for k, _ in records})
+    small, large = out["5000"], out["100000"]
+    if small["events_per_s"]:
+        out["ratio"] = round(large["events_per_s"] / small["events_per_s"], 2)
+    extra_cards = large["cards"] - small["cards"]
+    if extra_cards > 0:
+        out["rss_mb_per_100k_cards"] = round(
+            (large["worker_rss_mb"] - small["worker_rss_mb"]) * 100_000 / extra_cards, 1)
+    return out
+
+
+def score_api_section(bootstrap: str, workdir: Path, plan: Plan,
+                      log: Callable[[str], None]) -> dict[str, Any]:
+    from bench.scoring import score_api
+
+    log(f"  {plan.score_requests:,} sequential requests")
+    return score_api(bootstrap, workdir, requests=plan.score_requests)
+
+
+def profile_section(bootstrap: str, plan: Plan, faust_per_s: float | None,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    from bench.profile import breakdown
+
+    log(f"  in-process pipeline, {plan.profile_events:,} events")
+    return breakdown(bootstrap, plan.profile_events, faust_batch_per_s=faust_per_s)
+
+
+def replay_section(bootstrap: str, workdir: Path, plan: Plan,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    from bench import replay
+
+    return replay.run(bootstrap, workdir, plan.replay, cap_s=plan.replay_cap_s, log=log)
+
+
+def run(plan: Plan, out_dir: Path, only: set[str] | None = None,
+        progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the sections; returns the report (also written as JSON in ``out_dir``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = out_dir / "work"
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = start_broker(workdir)
-        bootstrap = f"{broker.host}:{broker.port}"
-    env = {"FRAUDSTREAM_STORE": "memory://", "FRAUDSTREAM_LOG_LEVEL": "WARNING",
-           "FRAUDSTREAM_FEAST_ENABLED": "false"}
-    # the passthrough and feature-stage runs measure those stages alone (bench/scoring.py
-    # starts its own workers with a model for the scoring and full-pipeline runs)
-    stages_env = {**env, "FRAUDSTREAM_SCORING_ENABLED": "false"}
-    records = transactions(n)
-    results: list[Result] = []
-
-    def features_run() -> Result:
-        sim = simulated(n_cards=5_000, days=max(1, n // 9_500))
-        return worker_run("e. feature stages (ingest + terminal -> enriched)", "app", bootstrap,
-                          sim, "enriched", len(sim), workdir, stages_env)
-
-    def cards_100k() -> Result:
-        sim = simulated(n_cards=100_000, days=1)
-        return worker_run("f. feature stages, 100,000 cards", "app", bootstrap, sim,
-                          "enriched", len(sim), workdir, stages_env, measure_state=True)
-
-    def feast() -> Result:
-        from bench.feast_push import run as feast_run
-
-        report = feast_run(batch_sizes=(100, 1_000), rows_per_size=5_000)
-        rates = {k: v for k, v in _flatten(report).items() if k.endswith("rows_per_s")}
-        best = max(rates.values()) if rates else 0.0
-        return Result("g. Feast push (rows/s, best batch size)", 5_000, best, 0.0,
-                      {k: round(v) for k, v in rates.items()})
-
-    def scoring(key: str) -> Result:
-        from bench import scoring as sc
-
-        if key == "scoring":
-            r = sc.scoring_stage(bootstrap, n, workdir)
-            return Result("h. scoring agent alone (enriched -> predictions)", r["events"],
-                          r["events_per_s"], 0.0)
-        if key == "pipeline":
-            r = sc.pipeline(bootstrap, records, workdir)
-            return Result("i. full pipeline (validate, features, score, publish)", r["events"],
-                          r["events_per_s"], r["seconds"], {"worker_ready_s": r["worker_ready_s"]})
-        if key == "latency":
-            r = sc.latency(bootstrap, transactions(20_000, seed=11), workdir, 1_000.0)
-            return Result("j. end-to-end latency at 1,000 ev/s offered", r["events"],
-                          r["offered_per_s"], 0.0,
-                          {k: v for k, v in r.items() if k.startswith("p")})
-        if key == "naive":
-            r = sc.naive()
-            return Result("k. naive per event (Feast push+read, 1-row predict)", r["events"],
-                          r["events_per_s"], 0.0, {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]})
-        r = sc.score_api(bootstrap, workdir)
-        return Result("l. POST /score (sequential requests/s)", r["ok"],
-                      1000 / r["p50_ms"], 0.0, {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]})
-
-    try:
-        steps: list[tuple[str, Callable[[], Result]]] = [
-            ("raw", lambda: raw_passthrough(bootstrap, records)),
-            ("faust", lambda: worker_run("b. Faust passthrough agent (per event)",
-                                         "bench.faust_passthrough", bootstrap, records,
-                                         "validated", n, workdir, env)),
-            ("faust-batch", lambda: worker_run("c. Faust passthrough agent (micro-batches)",
-                                               "bench.faust_batch_passthrough", bootstrap,
-                                               records, "validated", n, workdir, env)),
-            ("ingest", lambda: worker_run("d. ingest: validation + card features", "app",
-                                          bootstrap, records, "validated", n, workdir, stages_env)),
-            ("features", features_run),
-            ("cards", cards_100k),
-            ("feast", feast),
-            *[(key, lambda key=key: scoring(key))
-              for key in ("scoring", "pipeline", "latency", "naive", "score-api")],
-        ]
-        for key, step in steps:
-            if only and key not in only:
-                continue
-            progress(f"running {key} ...")
-            results.append(step())
-    finally:
-        if broker:
-            broker.stop()
-    report = {
+    path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "broker": "embedded Tansu" if broker else bootstrap,
-        "events": n,
-        "results": [asdict(r) for r in results],
+        "plan": plan.__dict__, "sections": {}, "seconds": {}, "path": str(path),
     }
-    path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2))
-    report["path"] = str(path)
+    try:
+        if not bootstrap:
+            broker = start_broker(workdir)
+            bootstrap = f"{broker.host}:{broker.port}"
+        report["broker"] = "embedded Tansu" if broker else bootstrap
+        steps: dict[str, Callable[[], dict[str, Any]]] = {
+            "latency": lambda: latency_section(bootstrap, workdir, plan, progress),
+            "backlog": lambda: backlog_section(bootstrap, workdir, plan, progress),
+            "cards": lambda: cards_section(bootstrap, workdir, plan, progress),
+            "score-api": lambda: score_api_section(bootstrap, workdir, plan, progress),
+            "profile": lambda: profile_section(
+                bootstrap, plan, report["sections"].get("backlog", {}).get(
+                    "faust_batch_passthrough", {}).get("events_per_s"), progress),
+            "replay": lambda: replay_section(bootstrap, workdir, plan, progress),
+        }
+        for key in SECTIONS:
+            if only and key not in only:
+                continue
+            progress(f"{key} ...")
+            started = time.monotonic()
+            try:
+                report["sections"][key] = steps[key]()
+            except Exception as exc:  # a failed section is reported, the others still run
+                progress(f"  {key} failed: {exc!r}")
+                report["sections"][key] = {"error": repr(exc)}
+            report["seconds"][key] = round(time.monotonic() - started, 1)
+            path.write_text(json.dumps(report, indent=2, default=str))
+    finally:
+        if broker:
+            broker.stop()
+    path.write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}." if prefix or key else ""))
-    elif isinstance(data, int | float) and not isinstance(data, bool):
-        out[prefix.rstrip(".")] = float(data)
+# -- the table ----------------------------------------------------------------------------------
+def _fmt(value: Any, unit: str = "") -> str:
+    """A number for the table.
+
+    >>> _fmt(1234.5), _fmt(0.5612), _fmt(None), _fmt(12.25, " ms")
+    ('1,234', '0.56', '-', '12.2 ms')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and abs(value) < 10:
+        return f"{value:.2f}{unit}"
+    if isinstance(value, float) and abs(value) < 100:
+        return f"{value:.1f}{unit}"
+    if isinstance(value, int | float):
+        return f"{value:,.0f}{unit}"
+    return f"{value}{unit}"
+
+
+def _met(ok: bool | None) -> str:
+    return {True: "met", False: "NOT met", None: "-"}[ok]
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(measurement, value, goal, met)`` rows of the report."""
+    s = report["sections"]
+    out: list[tuple[str, str, str, str]] = []
+
+    def add(name: str, value: str, goal: str = "", ok: bool | None = None) -> None:
+        out.append((name, value, goal, _met(ok) if goal else ""))
+
+    lat = s.get("latency", {})
+    if "error" in lat:
+        add("latency", lat["error"])
+    elif lat:
+        hop, main = lat["one_hop"], lat["at_1000"]
+        add(f"one hop, aiokafka relay, 1,000 ev/s, {hop['seconds']:.0f} s (broker floor)",
+            f"p50 {_fmt(hop['p50_ms'])} / p99 {_fmt(hop['p99_ms'])} ms")
+        complete = main["received"] >= main["sent"]
+        if "faust_passthrough" in lat:
+            fp = lat["faust_passthrough"]
+            add(f"Faust micro-batch passthrough, 1,000 ev/s, {fp['seconds']:.0f} s",
+                f"p50 {_fmt(fp['p50_ms'])} / p99 {_fmt(fp['p99_ms'])} ms")
+        add(f"pipeline, offered 1,000 ev/s, {main['seconds']:.0f} s: p50 / p99",
+            f"{_fmt(main['p50_ms'])} / {_fmt(main['p99_ms'])} ms", "p99 <= 50 ms",
+            complete and main["p99_ms"] <= 50)
+        windows = main["windows_p99_ms"]
+        add("  p99 of each 10-s window (ms)", " ".join(_fmt(w) for w in windows))
+        if windows:
+            flat = max(windows) <= 2 * max(min(windows), 1.0)
+            add("  windows flat (max <= 2x min)",
+                f"{_fmt(min(windows))}..{_fmt(max(windows))} ms", "flat", flat)
+        search = lat["search"]
+        best = search.get("confirmed_rate")
+        probes = ", ".join(f"{p['rate']:,.0f}:{_fmt(p['p99_ms'])}" for p in search["probes"])
+        add(f"highest offered rate with p99 <= 100 ms over {search['confirm_s']:.0f} s",
+            f"{_fmt(best)} ev/s" if best else "none", ">= 2,500 ev/s",
+            bool(best and best >= 2_500))
+        add("  probes (ev/s: p99 ms)", probes)
+    back = s.get("backlog", {})
+    if "error" in back:
+        add("backlog", back["error"])
+    elif back:
+        faust, pipe = back["faust_batch_passthrough"], back["pipeline"]
+        add(f"Faust micro-batch passthrough, {faust['events']:,} pre-loaded",
+            f"{_fmt(faust['events_per_s'])} ev/s")
+        add("full pipeline, same backlog, one worker", f"{_fmt(pipe['events_per_s'])} ev/s",
+            ">= 5,000 ev/s", pipe["events_per_s"] >= 5_000)
+        add("  pipeline / Faust passthrough", _fmt(back["ratio"]), ">= 0.55",
+            back["ratio"] is not None and back["ratio"] >= 0.55)
+    rep = s.get("replay", {})
+    if "error" in rep:
+        add("replay", rep["error"])
+    elif rep:
+        n = rep["transactions"]
+        done = rep.get("completed", False)
+        add(f"replay {n:,} handbook transactions, --speed 0: total",
+            f"{_fmt(rep.get('total_s'))} s" + ("" if done else
+                                               f" (capped: {rep['scored']:,} scored)"),
+            "<= 600 s", bool(done and rep.get("total_s", 1e9) <= 600))
+        add(f"  rate first / last {rep['chunk']:,}",
+            f"{_fmt(rep.get('first_chunk_per_s'))} / {_fmt(rep.get('last_chunk_per_s'))} ev/s"
+            f" ({_fmt(rep.get('last_vs_first'))}x)", ">= 0.8x",
+            rep.get("last_vs_first") is not None and rep["last_vs_first"] >= 0.8)
+        add("  late (counter / late topic)",
+            f"{rep.get('late_counter')} / {rep.get('late_records')}", "0",
+            rep.get("late_counter") == 0 and rep.get("late_records") == 0)
+        add("  scored (distinct, champion)", f"{rep['scored']:,} of {n:,}", "all",
+            rep["scored"] == n)
+        if "features_mismatch" in rep:
+            add("  features == batch (of the enriched)",
+                f"{rep['features_mismatch']:,} differ, {rep['enriched']:,} compared",
+                "0 differ", rep["features_mismatch"] == 0)
+    cards = s.get("cards", {})
+    if "error" in cards:
+        add("cards", cards["error"])
+    elif cards:
+        small, large = cards["5000"], cards["100000"]
+        add(f"feature stage, {cards['events']:,} events: 5,000 / 100,000 cards",
+            f"{_fmt(small['events_per_s'])} / {_fmt(large['events_per_s'])} ev/s")
+        add("  100,000 cards / 5,000 cards", _fmt(cards.get("ratio")), ">= 0.8",
+            cards.get("ratio") is not None and cards["ratio"] >= 0.8)
+        per = cards.get("rss_mb_per_100k_cards")
+        add("  worker RSS 5,000 / 100,000 cards; per 100,000 cards",
+            f"{_fmt(small['worker_rss_mb'])} / {_fmt(large['worker_rss_mb'])} MB; "
+            f"{_fmt(per)} MB", "<= 500 MB", per is not None and per <= 500)
+    api = s.get("score-api", {})
+    if "error" in api:
+        add("POST /score", api["error"])
+    elif api:
+        add(f"POST /score, {api['ok']:,} sequential: p50 / p99",
+            f"{_fmt(api['p50_ms'])} / {_fmt(api['p99_ms'])} ms", "p99 <= 5 ms",
+            api["p99_ms"] <= 5)
+    prof = s.get("profile", {})
+    if "error" in prof:
+        add("profile", prof["error"])
+    elif prof:
+        parts = prof["parts_us"]
+        add("per-event cost (µs), in-process pipeline + produce + delivery",
+            f"{_fmt(prof['total_us'])} µs total (in process {_fmt(prof['in_process_us_per_event'])}"
+            f", cpu share {prof.get('cpu_share')})")
+        for name, us in parts.items():
+            add(f"  {name}", _fmt(us, " µs"))
     return out
 
 
 def table(report: dict[str, Any]) -> str:
-    """The report as a text table, with ratios to the Faust passthrough."""
-    rows = report["results"]
-    base = next((r["events_per_s"] for r in rows if r["name"].startswith("c.")), None)
-    lines = [f"{'benchmark':<52} {'events':>8} {'events/s':>10} {'vs c':>7}  notes",
-             "-" * 90]
-    for r in rows:
-        ratio = f"{r['events_per_s'] / base:6.2f}x" if base else ""
-        notes = ", ".join(f"{k}={v}" for k, v in r["notes"].items())
-        lines.append(f"{r['name']:<52} {r['events']:>8} {r['events_per_s']:>10,.0f} "
-                     f"{ratio:>7}  {notes}")
+    """The report as a text table: measurement, value, goal, met."""
+    body = rows(report)
+    w0 = max([len(r[0]) for r in body] + [11])
+    w1 = max([len(r[1]) for r in body] + [5])
+    w2 = max([len(r[2]) for r in body] + [4])
+    lines = [f"{'measurement':<{w0}}  {'value':<{w1}}  {'goal':<{w2}}  met",
+             "-" * (w0 + w1 + w2 + 12)]
+    lines += [f"{a:<{w0}}  {b:<{w1}}  {c:<{w2}}  {d}".rstrip() for a, b, c, d in body]
+    secs = report.get("seconds", {})
+    if secs:
+        lines.append("")
+        lines.append("section seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()))
     return "\n".join(lines)

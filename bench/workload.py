@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+from collections.abc import Iterator
 
 BASE_TS = 1_522_540_800_000  # 2018-04-01T00:00:00Z
 
 
-def transactions(n: int, cards: int = 5_000, terminals: int = 10_000, seed: int = 7,
-                 invalid_share: float = 0.0) -> list[tuple[bytes, bytes]]:
-    """``n`` (key, value) records in event-time order; ``invalid_share`` of them malformed.
-
-    >>> recs = transactions(3, seed=1)
-    >>> [json.loads(v)["txn_id"] for _, v in recs]
-    ['b-00000000', 'b-00000001', 'b-00000002']
-    """
+def stream(cards: int = 5_000, terminals: int = 10_000, seed: int = 7,
+           invalid_share: float = 0.0) -> Iterator[tuple[bytes, bytes]]:
+    """Endless (key, value) records in event-time order (see :func:`transactions`)."""
     rng = random.Random(seed)
-    out = []
     ts = BASE_TS
-    for i in range(n):
+    i = 0
+    while True:
         ts += rng.randint(0, 20_000)
         card = rng.randrange(cards)
         record = {
@@ -32,5 +29,18 @@ def transactions(n: int, cards: int = 5_000, terminals: int = 10_000, seed: int 
         value = json.dumps(record).encode()
         if invalid_share and rng.random() < invalid_share:
             value = value.replace(b'"amount": ', b'"amount": -', 1)
-        out.append((f"c{card}".encode(), value))
-    return out
+        yield f"c{card}".encode(), value
+        i += 1
+
+
+def transactions(n: int, cards: int = 5_000, terminals: int = 10_000, seed: int = 7,
+                 invalid_share: float = 0.0) -> list[tuple[bytes, bytes]]:
+    """``n`` (key, value) records in event-time order; ``invalid_share`` of them malformed.
+
+    >>> recs = transactions(3, seed=1)
+    >>> [json.loads(v)["txn_id"] for _, v in recs]
+    ['b-00000000', 'b-00000001', 'b-00000002']
+    >>> recs == list(itertools.islice(stream(seed=1), 3))
+    True
+    """
+    return list(itertools.islice(stream(cards, terminals, seed, invalid_share), n))
