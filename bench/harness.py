@@ -334,7 +334,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         add("cards", cards["error"])
     elif cards:
         small, large = cards["5000"], cards["100000"]
-        add(f"feature stage, {cards['events']:,} events: 5,000 / 100,000 cards",
+        add(f"feature stage, {cards['events']:,} events: 5,000 / 100,000 cards "
+            f"({large['cards']:,} seen)",
             f"{_fmt(small['events_per_s'])} / {_fmt(large['events_per_s'])} ev/s")
         add("  100,000 cards / 5,000 cards", _fmt(cards.get("ratio")), ">= 0.8",
             cards.get("ratio") is not None and cards["ratio"] >= 0.8)
