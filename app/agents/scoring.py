@@ -5,9 +5,10 @@
   (a record that is not a model update - too large, too deep, not JSON, missing fields - is
   dead-lettered with its reason), the alias poll every ``FRAUDSTREAM_MODEL_POLL_INTERVAL_S``
   (the model-updates topic is keyed by model name, so with several workers only one of them
-  receives each event: the others swap at their next poll) and the load at start. Loading runs in a thread; the swap happens
-  on the event loop, so it falls between two batches. The pipeline agent
-  (:mod:`app.pipeline`) scores with this holder in its own micro-batches (fused, the default).
+  receives each event: the others swap at their next poll) and the load at start. Loading
+  runs in a thread; the swap happens on the event loop, so it falls between two batches. The
+  pipeline agent (:mod:`app.pipeline`) scores with this holder in its own micro-batches
+  (fused, the default).
 * :func:`register_scoring_agent` (``FRAUDSTREAM_PIPELINE_SCORING=separate``, to scale the
   stages apart): ``scoring`` takes enriched records in micro-batches
   (``FRAUDSTREAM_SCORE_BATCH_MAX_EVENTS`` / ``..._MAX_WAIT_MS``), scores each batch with the
