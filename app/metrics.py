@@ -107,7 +107,7 @@ DRIFT_INPUTS = Counter(
 RETRAIN_OUTCOMES = Counter(
     "fraudstream_retrain_total",
     "model-retrain events handled by the retrain agent, by outcome (trained, duplicate, stale, "
-    "failed, invalid, error).",
+    "failed, invalid, error, abandoned).",
     ["outcome"],
 )
 RETRAIN_SECONDS = Histogram(

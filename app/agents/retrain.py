@@ -44,11 +44,12 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from app.dlq import dead_letter
 from app.metrics import RETRAIN_OUTCOMES, RETRAIN_SECONDS
 from app.topics import Topics
 from config.settings import Settings
 from contracts.records import decode_retrain
-from contracts.rejections import ContractError
+from contracts.rejections import ContractError, Reason, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
     from app.faust_ext import rebalance, release_held
 
     hooks = rebalance.hooks(app)
+    max_bytes = settings.validation.max_payload_bytes
     in_process = settings.retrain.executor == "process"
 
     def stop_flag() -> Any:
@@ -195,11 +197,18 @@ def register(app: Any, topics: Topics, settings: Settings) -> None:
         async for event in stream.noack().events():
             where = f"{event.message.topic}[{event.message.partition}]@{event.message.offset}"
             try:
-                record = decode_retrain(event.value).to_dict()
+                record = decode_retrain(event.value, max_bytes=max_bytes).to_dict()
                 request = RetrainRequest.from_record(record)
             except (ContractError, BadRetrainEvent) as exc:  # never the values: fields only
-                log.warning("ignored a model-retrain record (%s): %s", where, exc)
+                # too large, too deep, not JSON, not a retrain event: dead-lettered with its
+                # reason (fitted to the producer), delivered before it is acknowledged
+                rejection = (exc.rejection() if isinstance(exc, ContractError)
+                             else Rejection(Reason.INVALID_FIELD, str(exc)))
+                log.warning("dead-lettered a model-retrain record (%s): %s", where, exc)
                 RETRAIN_OUTCOMES.labels("invalid").inc()
+                fut = await dead_letter(topics.dlq, event.message, rejection)
+                if fut is not None:
+                    await fut
                 await stream.ack(event)
                 continue
             log.info("retrain requested (%s): %s v%s, %s drift at event time %s, key %s",

@@ -71,16 +71,17 @@ def test_deep_json_on_every_input_topic_is_refused_without_an_exception(
     produce(kafka_bootstrap, workers.topic("labels"), [(b"card-1", DEEP)])
     produce(kafka_bootstrap, workers.topic("retrain"), [(b"fraud-lgbm", DEEP)])
 
-    dead = consume(kafka_bootstrap, workers.topic("dlq"), expected=3, settle=2.0)
+    dead = consume(kafka_bootstrap, workers.topic("dlq"), expected=4, settle=2.0)
     out = consume(kafka_bootstrap, final_output_topic(workers), expected=2, settle=1.0)
 
-    assert sorted(r.headers["reason"] for r in dead) == [b"too_deep"] * 3
+    assert sorted(r.headers["reason"] for r in dead) == [b"too_deep"] * 4
     assert sorted(r.headers["source_topic"] for r in dead) == sorted(
-        [workers.topic("transactions").encode()] * 2 + [workers.topic("labels").encode()])
+        [workers.topic("transactions").encode()] * 2 + [workers.topic("labels").encode(),
+                                                        workers.topic("retrain").encode()])
     assert all(r.value in (DEEP, deep_field) for r in dead)
     assert sorted(output_txn_id(r) for r in out) == ["ok-1", "ok-2"]
     log = worker.log_text()
-    assert "ignored a model-retrain record" in log and "too_deep" in log
+    assert "dead-lettered a model-retrain record" in log and "too_deep" in log
     assert "RecursionError" not in log and "Traceback" not in log
     assert worker.proc.poll() is None
     # and the worker still processes what comes next
