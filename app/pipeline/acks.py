@@ -90,6 +90,14 @@ class Deliveries:
         """Events taken and not acknowledged."""
         return self.acks.pending()
 
+    def held_events(self) -> list[Any]:
+        """The events taken and not acknowledged, partition by partition."""
+        return self.acks.held()
+
+    def finished_ids(self) -> set[int]:
+        """``id()`` of the finished events waiting for their sends."""
+        return {id(e) for _, events in self._pending for e in events}
+
     def last_received(self) -> dict[tuple[str, int], int]:
         return self.acks.last_received()
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from app import metrics
 from app.dlq import dead_letter, send_late
-from app.pipeline.acks import Deliveries
+from app.pipeline.acks import Deliveries, DeliveryFailed
 from app.pipeline.aligner import LABEL, NEVER, TXN, Aligner, Item
 from app.pipeline.segments import NONE
 from app.pipeline.statelog import Feeder, Writer
@@ -162,7 +162,10 @@ class Pipeline:
         self._unflushed_futures: list[Any] = []
         self._last_flush = time.monotonic()
         self._pumping = False
+        self._handling = 0
         self._again = False
+        self._released: set[int] = set()
+        self._sorted = False
         self._topic_kind = {config.transactions: TXN, config.labels: LABEL}
         self._kind_topic = {TXN: config.transactions, LABEL: config.labels}
         self.counts = {"valid": 0, "invalid": 0, "labels": 0, "duplicates": 0, "late": 0,
@@ -186,11 +189,58 @@ class Pipeline:
         metrics.PIPELINE_PARTITIONS.set(len(self.owned))
 
     def revoke(self) -> list[Any]:
-        """A rebalance started: forget every held event and the per-partition state; returns
-        the events to release (unacknowledged)."""
-        self.epoch += 1
+        """A rebalance or a stop started: nothing more is processed. Returns the events to
+        release unacknowledged at once: those not processed yet (queued, waiting at the gate).
+        The processed ones are finished by :meth:`drain` (their state-log rows written, their
+        sends delivered, then acknowledged), so the group commits exactly after them and no
+        worker processes them again; if a step is running, :meth:`drain` sorts them out when
+        it ends."""
+        if self.revoking:
+            return []
         self.revoking = True
-        held = self.deliveries.revoked()
+        self._released.clear()
+        self._sorted = False
+        return [] if self._busy() else self._unprocessed()
+
+    def _busy(self) -> bool:
+        return self._pumping or self._handling > 0
+
+    def _unprocessed(self) -> list[Any]:
+        """The held events neither finished nor waiting for their segment (once per revoke)."""
+        self._sorted = True
+        finished = {id(e) for e in self._unflushed} | self.deliveries.finished_ids()
+        out = [e for e in self.deliveries.held_events() if id(e) not in finished]
+        self._released.update(id(e) for e in out)
+        self.counts["released"] += len(out)
+        return out
+
+    async def drain(self, timeout_s: float = 30.0) -> list[Any]:
+        """After :meth:`revoke`: flush the state log for what was processed, wait (at most
+        ``timeout_s``) until its sends are delivered and acknowledge it; then forget the
+        per-partition state. Returns the events still to release (unacknowledged)."""
+        while self._busy():
+            await asyncio.sleep(0.005)
+        out = [] if self._sorted else self._unprocessed()
+        try:
+            if self._unflushed or self.writer.rows:
+                await self.flush()
+            deadline = time.monotonic() + timeout_s
+            while self.deliveries.in_flight() and time.monotonic() < deadline:
+                self.deliveries.settle()
+                await asyncio.sleep(0.005)
+            self.deliveries.settle()
+        except DeliveryFailed as exc:
+            log.error("rebalance: %s; released for the next owner", exc)
+        acked = self.deliveries.acked
+        leftover = [e for e in self.deliveries.revoked() if id(e) not in self._released]
+        self.counts["released"] += len(leftover)
+        self._reset()
+        log.debug("drained at a rebalance: %d acknowledged in all, %d released", acked,
+                  len(out) + len(leftover))
+        return out + leftover
+
+    def _reset(self) -> None:
+        self.epoch += 1
         self.aligner.drop()
         self.writer.drop()
         self._unflushed.clear()
@@ -200,12 +250,17 @@ class Pipeline:
         self.foreign = []
         self._paused.clear()
         self._to_resume.clear()
-        self.counts["released"] += len(held)
-        return held
 
     # -- arrival ---------------------------------------------------------------------------
     async def handle(self, events: list[Any]) -> None:
         """Take a micro-batch of events from the stream: validate, queue, process what can."""
+        self._handling += 1
+        try:
+            await self._handle(events)
+        finally:
+            self._handling -= 1
+
+    async def _handle(self, events: list[Any]) -> None:
         stale = []
         now = self.now_ms()
         cfg = self.config

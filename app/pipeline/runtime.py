@@ -165,16 +165,43 @@ def register(app: Any, topics: Topics, settings: Settings, *, bootstrap: str, ta
 
     rebalance = hooks(app)
 
-    @rebalance.on_start
-    def _revoke(app_: Any) -> None:
+    draining: list[asyncio.Future] = []
+
+    def revoke(why: str) -> None:
+        """Stop processing; release what was not processed; finish (segment, deliveries,
+        acknowledgements) what was, while Faust waits for the held events before it commits
+        and lets the partitions go."""
         held = pipeline.revoke()
         feeder.revoke()
         if held:
             release_held(app, held)
-            log.info("rebalance: released %d held events unacknowledged", len(held))
+        if draining and not draining[-1].done():
+            return
+        acked = pipeline.deliveries.acked
+
+        async def drain() -> None:
+            rest = await pipeline.drain()
+            if rest:
+                release_held(app, rest)
+            log.info("%s: %d processed events acknowledged, %d released unacknowledged",
+                     why, pipeline.deliveries.acked - acked, len(held) + len(rest))
+
+        draining.append(asyncio.ensure_future(drain()))
+
+    @rebalance.on_start
+    def _revoke(app_: Any) -> None:
+        revoke("rebalance")
+
+    @app.task
+    async def drain_at_stop() -> None:
+        # Faust's stop waits for every held event before it cancels the agents
+        await app.wait_until_stopped()
+        revoke("stop")
 
     @rebalance.on_complete
     async def _assigned(app_: Any) -> None:
+        if draining:
+            await draining[-1]
         inputs = (cfg.transactions, cfg.labels)
         owned = sorted({tp.partition for tp in app.consumer.assignment() if tp.topic in inputs})
         started = time.monotonic()

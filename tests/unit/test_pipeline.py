@@ -174,6 +174,38 @@ def test_rebalance_releases_everything_held_unacknowledged():
     p, ports, evs, held, late = run(go())
     assert held == evs and not any(e.acked for e in evs)
     assert ports.released == late
+    # nothing was processed: the drain has nothing to finish, and forgets the partitions
+    assert run(p.drain()) == []
+    assert p.stats()["queued"] == 0 and p.stats()["held"] == 0
+
+
+def test_a_rebalance_finishes_what_was_processed_and_releases_the_rest():
+    log = SharedLog(1)
+
+    async def go():
+        holder = FakeHolder(fake_model())
+        p, ports, _ = make_pipeline(holder=holder, log=log, flush_ms=60_000.0,
+                                    flush_rows=1_000_000)
+        p.assign([0], {}, {})
+        done = events(TXN_TOPIC, 0, [txn(i) for i in range(5)])
+        await p.handle(done)  # processed and published; their segment not written yet
+        assert not any(e.acked for e in done) and log.parts[0] == []
+        holder.champion = None  # hold: what comes next stays queued
+        queued = events(TXN_TOPIC, 0, [txn(i) for i in range(5, 8)], start=5)
+        await p.handle(queued)
+        released = p.revoke()
+        rest = await p.drain()
+        return p, ports, done, queued, released, rest
+
+    p, ports, done, queued, released, rest = run(go())
+    # the processed ones: their rows in the state log, then acknowledged (committed at the
+    # rebalance, so nobody processes them again); the queued ones released unacknowledged
+    assert all(e.acked for e in done) and not any(e.acked for e in queued)
+    assert released == queued and rest == []
+    assert len(ports.out["ml-predictions"]) == 5
+    cards, n, _ = run(replay(FakeLogConsumer(log), "state-log", {0: 5}, DEFAULT_SPEC,
+                             {"allowed_lateness_ms": 60_000}))
+    assert n == 5 and len(cards[0]["c1"]) == 5
     assert p.stats()["queued"] == 0 and p.stats()["held"] == 0
 
 
