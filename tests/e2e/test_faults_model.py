@@ -44,16 +44,20 @@ def _until(what, timeout: float, worker) -> None:
         time.sleep(0.02)
 
 
-def test_model_loads_late_during_a_rebalance(workers, kafka_bootstrap, tmp_path_factory):
+@pytest.mark.parametrize("poll", ["default", "off"])
+def test_model_loads_late_during_a_rebalance(workers, kafka_bootstrap, tmp_path_factory, poll):
+    """``poll``: the registry poll at its default, or off (``0``: model-updates events, the
+    load at start and the hold mode's retry are then what loads a model)."""
+    env = ENV | ({"FRAUDSTREAM_MODEL_POLL_INTERVAL_S": "0"} if poll == "off" else {})
     exported = faults.scoring_models()
     data = faults.traffic(customers=300, days=10)
     # the models, registered into a registry whose database is not where the workers look
     staging = workers.tmp / "staging"
     updates = faults.install_registry(tmp_path_factory, staging)
-    faults.preload(workers, kafka_bootstrap, data, **ENV)
+    faults.preload(workers, kafka_bootstrap, data, **env)
     began = time.monotonic()
 
-    first = workers.start(**ENV)
+    first = workers.start(**env)
     _until(lambda: "NO LOADABLE MODEL" in first.log_text(), 30, first)
     time.sleep(2.0)  # the first worker has fetched and queued a backlog it may not process
     assert consume(kafka_bootstrap, workers.topic("predictions"), expected=1, timeout=1) == []
@@ -62,7 +66,7 @@ def test_model_loads_late_during_a_rebalance(workers, kafka_bootstrap, tmp_path_
     os.rename(staging / "mlflow.db", workers.tmp / "data" / "mlflow.db")  # the models appear
     produce(kafka_bootstrap, workers.topic("model_updates"),
             [(models.MODEL_NAME.encode(), json.dumps(u).encode()) for u in updates])
-    second = workers.start(wait=False, **ENV)     # ... and the group rebalances
+    second = workers.start(wait=False, **env)     # ... and the group rebalances
     second.wait_ready(timeout=120)
 
     def loaded_during_the_rebalance(outcome: faults.Outcome) -> None:
