@@ -42,13 +42,13 @@ SECTIONS = ("latency", "backlog", "cards", "score-api", "profile", "replay")
 class Plan:
     """Sizes and durations of one run (``quick``: a smoke run of a few minutes)."""
 
-    hop_s: float = 30.0
+    hop_s: float = 20.0
     warmup_s: float = 10.0
     latency_s: float = 120.0
-    probe_s: float = 20.0
+    probe_s: float = 15.0
     confirm_s: float = 120.0
     backlog: int = 30_000
-    cards_events: int = 100_000
+    cards_events: int = 60_000
     score_requests: int = 2_000
     profile_events: int = 30_000
     replay: int = 1_758_314
@@ -199,7 +199,7 @@ def run(plan: Plan, out_dir: Path, only: set[str] | None = None,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "plan": plan.__dict__, "sections": {}, "seconds": {}, "path": str(path),
+        "plan": plan.__dict__, "sections": {}, "seconds": {}, "load": {}, "path": str(path),
     }
     try:
         if not bootstrap:
@@ -227,6 +227,8 @@ def run(plan: Plan, out_dir: Path, only: set[str] | None = None,
                 progress(f"  {key} failed: {exc!r}")
                 report["sections"][key] = {"error": repr(exc)}
             report["seconds"][key] = round(time.monotonic() - started, 1)
+            # the 5-minute load average at the section's end: the cores were shared if > 2
+            report["load"][key] = round(os.getloadavg()[1], 1)
             path.write_text(json.dumps(report, indent=2, default=str))
     finally:
         if broker:
@@ -376,4 +378,8 @@ def table(report: dict[str, Any]) -> str:
     if secs:
         lines.append("")
         lines.append("section seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()))
+    load = report.get("load", {})
+    if load:
+        lines.append(f"load average (5 min) at each section's end, {report['machine']['cpus']} "
+                     "cpus: " + ", ".join(f"{k} {v}" for k, v in load.items()))
     return "\n".join(lines)

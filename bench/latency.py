@@ -242,11 +242,13 @@ def one_hop(bootstrap: str, workdir: Path, rate: float = 1_000.0, seconds: float
 class PipelineRun:
     """One full-pipeline worker (with a model) and paced phases into its input."""
 
-    def __init__(self, bootstrap: str, workdir: Path, seed: int = 11, app: str = "app") -> None:
+    def __init__(self, bootstrap: str, workdir: Path, seed: int = 11, app: str = "app",
+                 env: dict[str, str] | None = None) -> None:
         """``app``: the worker's Faust app; ``bench.faust_batch_passthrough`` measures Faust's
         own latency (its output carries the source timestamp in a ``src_ts`` header)."""
         self.bootstrap, self.workdir, self.seed, self.app = bootstrap, workdir, seed, app
         self.passthrough = app != "app"
+        self.extra_env = env or {}
         self.sent = 0
         self.phases: list[Phase] = []
         self.worker: Any = None
@@ -257,7 +259,7 @@ class PipelineRun:
         from infra.worker_process import create_topics, start_worker, topic_name
 
         suffix = uuid.uuid4().hex[:8]
-        env = _env(self.bootstrap, self.workdir, suffix)
+        env = _env(self.bootstrap, self.workdir, suffix, **self.extra_env)
         if not self.passthrough:
             _with_model(self.workdir / suffix)
         create_topics(self.bootstrap, env)
