@@ -359,7 +359,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         parts = prof["parts_us"]
         add("per-event cost (µs), in-process pipeline + produce + delivery",
             f"{_fmt(prof['total_us'])} µs total (in process {_fmt(prof['in_process_us_per_event'])}"
-            f", cpu share {prof.get('cpu_share')})")
+            f" wall, {_fmt(prof.get('in_process_cpu_us_per_event'))} cpu; cpu share "
+            f"{prof.get('cpu_share')})")
         for name, us in parts.items():
             add(f"  {name}", _fmt(us, " µs"))
     return out
