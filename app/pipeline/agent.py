@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -141,6 +142,9 @@ class Pipeline:
         self.materialiser = materialiser
         self.now_ms = now_ms
         self.names = config.spec.names
+        getter = operator.itemgetter(*self.names)
+        self._vector: Callable[[dict[str, float]], tuple[float, ...]] = (
+            getter if len(self.names) > 1 else lambda f: (getter(f),))
         self.version = config.spec.version
         self.card_config = {"allowed_lateness_ms": config.card_lateness_ms,
                             "max_events": config.max_events_per_key}
@@ -495,7 +499,8 @@ class Pipeline:
     async def _emit(self, chunk: list[tuple[Item, dict[str, float]]], epoch: int) -> None:
         cfg = self.config
         names = self.names
-        vectors = [[f[n] for n in names] for _, f in chunk]
+        vector = self._vector
+        vectors = [vector(f) for _, f in chunk]
         champion = challenger = None
         if cfg.score and self.holder is not None:
             champion, challenger = self.holder.snapshot()
@@ -517,6 +522,7 @@ class Pipeline:
         now = self.now_ms()
         models: dict[str, Any] = {CHAMPION: champion, CHALLENGER: challenger}
         published = 0
+        decisions: dict[tuple[str, str, Any], int] = {}
         for i, (item, _) in enumerate(chunk):
             if epoch != self.epoch:
                 return
@@ -543,8 +549,8 @@ class Pipeline:
                             source_ts_ms=sent_ms)
                         futures.append(await send(cfg.predictions, key,
                                                encode_prediction(Prediction(**rec))))
-                        metrics.PREDICTIONS.labels(rec["decision"], variant,
-                                                   str(model.version)).inc()
+                        decided = (rec["decision"], variant, model.version)
+                        decisions[decided] = decisions.get(decided, 0) + 1
                         if not shadow:
                             metrics.END_TO_END_SECONDS.observe(
                                 max(0.0, now - sent_ms) / 1000)
@@ -557,6 +563,8 @@ class Pipeline:
             self._unflushed.append(event)
             self._unflushed_futures.extend(f for f in futures if f is not None)
         self.counts["scored"] += published
+        for (decision, variant, version), n in decisions.items():  # once per batch, not event
+            metrics.PREDICTIONS.labels(decision, variant, str(version)).inc(n)
         metrics.TRANSACTIONS_VALID.inc(len(chunk))
         self._stage.inc(len(chunk))
 
