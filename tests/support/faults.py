@@ -285,14 +285,14 @@ def check(bootstrap: str, workers: Any, data: Traffic, *,
         except AssertionError as exc:
             problems.append(str(exc))
 
-    if orphans:
-        section(assert_no_orphans, workers)
     section(_check_dead, data, dead, late, expected_dead, list(poison))
     section(_check_enriched, outcome, data)
     if models and outcome.features:
         section(_check_predictions, predictions, outcome.features, ids, models)
-    if extra is not None:
+    if extra is not None:  # while the workers still run
         section(extra, outcome)
+    if orphans:
+        section(assert_no_orphans, workers)
     assert not problems, "the fault criterion fails:\n- " + "\n- ".join(problems)
     return outcome
 
