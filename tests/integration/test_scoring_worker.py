@@ -256,3 +256,46 @@ def test_fused_pipeline_holds_then_scores_every_transaction_once(workers, kafka_
         assert np.allclose(got, batch[name].to_numpy(float), rtol=1e-9, atol=0.0), name
     assert consume(kafka_bootstrap, workers.topic("dlq"), expected=1, timeout=1) == []
     assert f"fraudstream_end_to_end_latency_seconds_count {float(n)}" in worker.metrics()
+
+
+async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
+    finally:
+        await consumer.stop()
+
+
+def test_a_stop_while_holding_for_a_model_is_prompt_and_commits_nothing(workers, kafka_bootstrap):
+    """``hold`` mode with no model: a SIGTERM ends the worker promptly (the held events are
+    released unacknowledged, as at a rebalance), and no offset is committed past them."""
+    from tests.bad_inputs import dumps, valid
+
+    worker = workers.start(FRAUDSTREAM_MODEL_NAME=models.MODEL_NAME,
+                           FRAUDSTREAM_SCORING_ENABLED="true",
+                           FRAUDSTREAM_MODEL_POLL_INTERVAL_S="0")
+    produce(kafka_bootstrap, workers.topic("transactions"),
+            [(f"card-{i}".encode(), dumps(valid(txn_id=f"held-{i}", card_id=f"card-{i}")))
+             for i in range(30)])
+    deadline = time.monotonic() + 20
+    while "NO LOADABLE MODEL" not in worker.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "NO LOADABLE MODEL" in worker.log_text()
+    time.sleep(3.0)  # a few commit intervals while holding
+    started = time.monotonic()
+    worker.proc.terminate()
+    try:
+        worker.proc.wait(timeout=20)
+    finally:
+        took = time.monotonic() - started
+        worker.stop(kill=True)
+    committed = asyncio.run(_committed(kafka_bootstrap, f"fraudstream-{workers.unique}",
+                                       workers.topic("transactions"), 3))
+    assert committed == [None, None, None], committed
+    print(f"SIGTERM while holding: exited in {took:.1f} s")
+    assert took < 20, f"SIGTERM took {took:.1f} s"
