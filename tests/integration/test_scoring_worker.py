@@ -3,7 +3,11 @@
 Enriched records in, ``ml-predictions`` out: every score equals the ONNX model's on the same
 features; shadow challenger records; a hot swap while traffic flows (no event lost or scored
 twice per variant, every prediction carries the version whose scores it has); with no model
-at first, events are held (nothing published) until a champion appears.
+at first, events are held (nothing published) until a champion appears. Those run the separate
+scoring agent (``FRAUDSTREAM_PIPELINE_SCORING=separate``); the default fused pipeline (raw
+transactions in, predictions out in one hop) has its own tests at the end: held without a
+model, then every transaction scored once per variant with the model's scores on the batch
+features; a stop while holding is prompt and commits nothing.
 """
 
 from __future__ import annotations
