@@ -322,8 +322,11 @@ def _check_enriched(outcome: Outcome, data: Traffic) -> None:
         assert value["feature_spec_version"] == DEFAULT_SPEC.version
         assert rec.key == value["card_id"].encode()
         first = by_id.setdefault(value["txn_id"], value)
-        assert first["features"] == value["features"], \
-            f"a redelivery of {value['txn_id']} changed its features"
+        if first["features"] != value["features"]:
+            diff = {n: (first["features"][n], v) for n, v in value["features"].items()
+                    if first["features"].get(n) != v}
+            raise AssertionError(f"a redelivery of {value['txn_id']} changed its features "
+                                 f"(first, then redelivered): {diff}")
     outcome.duplicates = len(outcome.enriched) - len(by_id)
     outcome.features = {t: v["features"] for t, v in by_id.items() if t in ids}
     missing, extra = ids - set(by_id), set(by_id) - ids
