@@ -275,6 +275,21 @@ class PipelineRun:
         if self.worker is not None:
             self.worker.stop()
 
+    def gauges(self) -> dict[str, float]:
+        """The worker's pipeline metrics now (queued, held, partitions, gate waits, stage
+        events, late): what to look at when outputs stop."""
+        from bench.replay import _metric
+
+        try:
+            page = self.worker.metrics()
+        except OSError as exc:
+            return {"error": float("nan"), "reason": repr(exc)}  # type: ignore[dict-item]
+        names = ("fraudstream_pipeline_queued_events", "fraudstream_scoring_held_events",
+                 "fraudstream_pipeline_partitions", "fraudstream_pipeline_gate_waits_total",
+                 "fraudstream_stage_events_total", "fraudstream_transactions_late_total",
+                 "fraudstream_state_log_segments_total")
+        return {n.removeprefix("fraudstream_"): _metric(page, n) for n in names}
+
     def rss_mb(self) -> float:
         import psutil
 
