@@ -30,7 +30,7 @@ def command(events: int | None, quick: bool, only: tuple[str, ...], replay_cap: 
     full-speed replay of the handbook profile; 5,000 vs 100,000 cards; POST /score; a
     per-event cost breakdown. Prints a table (measurement, value, goal, met); JSON on disk.
 
-    The default run takes about 25 minutes on 2 cores; --quick about 5.
+    The default run takes about 30 minutes on 2 cores; --quick about 7.
     """
     import dataclasses
 
