@@ -155,6 +155,7 @@ class Pipeline:
         self.owned: set[int] = set()
         self.foreign: list[int] = []
         self.delivered: dict[tuple[str, int], int] = {}
+        self.applied: dict[tuple[str, int], int] = {}
         self.epoch = 0
         self.revoking = True  # until the first assignment completes
         self.clock = NEVER
@@ -173,14 +174,19 @@ class Pipeline:
         self._topic_kind = {config.transactions: TXN, config.labels: LABEL}
         self._kind_topic = {TXN: config.transactions, LABEL: config.labels}
         self.counts = {"valid": 0, "invalid": 0, "labels": 0, "duplicates": 0, "late": 0,
-                       "errors": 0, "scored": 0, "released": 0}
+                       "errors": 0, "scored": 0, "released": 0, "replayed": 0}
         self._stage = metrics.STAGE_EVENTS.labels("pipeline")
 
     # -- partitions ------------------------------------------------------------------------
     def assign(self, owned: Iterable[int], cards: dict[int, dict[str, CardState]],
-               committed: dict[tuple[str, int], int]) -> None:
-        """A rebalance completed: ``owned`` source partitions, their rebuilt card states and the
-        committed offsets (``(topic, partition) -> offset``) of both inputs."""
+               committed: dict[tuple[str, int], int],
+               applied: dict[tuple[str, int], int] | None = None) -> None:
+        """A rebalance completed: ``owned`` source partitions, their rebuilt card states, the
+        committed offsets (``(topic, partition) -> offset``) of both inputs and, per input,
+        the offset below which the state log already holds what was done (``applied``: those
+        events are acknowledged without being processed again; their outputs were delivered
+        before their rows were written, :meth:`flush`)."""
+        self.applied = dict(applied or {})
         self.owned = set(owned)
         self.foreign = [q for q in range(self.config.partitions) if q not in self.owned]
         self.cards = {p: cards.get(p, {}) for p in self.owned}
@@ -278,6 +284,12 @@ class Pipeline:
                 continue
             tp = (message.topic, message.partition)
             self.delivered[tp] = message.offset
+            if message.offset < self.applied.get(tp, 0):
+                # done before (its rows are in the state log, its outputs were delivered):
+                # a redelivery because the group's commit lagged or was lost
+                self.counts["replayed"] += 1
+                self.deliveries.finish([event], [])
+                continue
             kind = self._topic_kind.get(message.topic)
             try:
                 if kind == TXN:
@@ -306,10 +318,17 @@ class Pipeline:
         metrics.PIPELINE_QUEUED.set(len(self.aligner))
         await self.pump()
 
+    def _finished(self, event: Any, fut: Any = None) -> None:
+        """``event`` is done (dead-lettered, late, a duplicate): acknowledged with the next
+        flush, whose state-log segment is written only after ``fut`` was delivered."""
+        self._unflushed.append(event)
+        if fut is not None:
+            self._unflushed_futures.append(fut)
+
     async def _reject(self, event: Any, rejection: Rejection) -> None:
         self.counts["invalid"] += 1
         fut = await dead_letter(self.ports.dlq, event.message, rejection)
-        self.deliveries.finish([event], [fut] if fut is not None else [])
+        self._finished(event, fut)
 
     async def _error(self, event: Any, exc: BaseException, where: str) -> None:
         message = event.message
@@ -441,7 +460,7 @@ class Pipeline:
             if arrival is Arrival.LATE:
                 self.counts["late"] += 1
                 fut = await send_late(self.ports.late, queued.message, "card", state.watermark)
-                self.deliveries.finish([event], [fut] if fut is not None else [])
+                self._finished(event, fut)
                 return None
             if arrival is Arrival.DUPLICATE:
                 # the card still holds this txn_id, recorded from a lower offset: a producer's
@@ -449,7 +468,7 @@ class Pipeline:
                 # committed offset)
                 self.counts["duplicates"] += 1
                 metrics.TRANSACTIONS_DUPLICATE.inc()
-                self.deliveries.finish([event], [])
+                self._finished(event)
                 return None
             try:
                 terminal = self.view.features_at(row.terminal_id, row.ts)
@@ -458,7 +477,7 @@ class Pipeline:
                 metrics.PIPELINE_VIEW_LATE.inc()
                 state_wm = self.view.states[row.terminal_id].watermark
                 fut = await send_late(self.ports.late, queued.message, "terminal", state_wm)
-                self.deliveries.finish([event], [fut] if fut is not None else [])
+                self._finished(event, fut)
                 return None
             card = state.update(row)
             self.view.record(row)
@@ -599,8 +618,26 @@ class Pipeline:
         return complete, labels, caught_up
 
     async def flush(self) -> None:
-        """Write the state-log segments, then finish the interval's events on their futures."""
+        """Write the state-log segments, then finish the interval's events on their futures.
+
+        A row goes into the log only once every output of the interval's events was
+        delivered: the log is then the truth about what was done, and whoever owns a partition
+        next skips the events it holds (:meth:`assign`), even if the group's commit of their
+        offsets was lost (a rebalance, a crash). A failed output raises
+        :class:`~app.pipeline.acks.DeliveryFailed` before anything is written."""
         epoch = self.epoch
+        while True:
+            pending = [f for f in self._unflushed_futures if not f.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending)
+        for fut in self._unflushed_futures:
+            if fut.cancelled() or fut.exception() is not None:
+                why = "cancelled" if fut.cancelled() else repr(fut.exception())
+                raise DeliveryFailed(f"an output failed ({why}); its events' state-log rows "
+                                     "are not written and they stay unacknowledged")
+        if epoch != self.epoch:
+            return
         partitions = self.owned if self.foreign else ()
         futures = await self.writer.flush(self.progress, partitions)
         if epoch != self.epoch:
@@ -618,7 +655,13 @@ class Pipeline:
         due = time.monotonic() - self._last_flush >= self.config.flush_ms / 1000
         if due and not self._pumping and not self.revoking and (
                 self._unflushed or self.writer.rows or (self.foreign and self.owned)):
-            await self.flush()  # with other workers: progress too, when it changed
+            self._pumping = True  # no step adds rows while their segment is being written
+            try:
+                await self.flush()  # with other workers: progress too, when it changed
+            finally:
+                self._pumping = False
+            if self._again:
+                await self.pump()
         self.deliveries.settle()
 
     # -- flow control ----------------------------------------------------------------------

@@ -209,15 +209,22 @@ def register(app: Any, topics: Topics, settings: Settings, *, bootstrap: str, ta
         commits = {p: committed[TP(cfg.transactions, p)] for p in owned}
         consumer = side_consumer()
         await consumer.start()
+        done: dict[int, tuple[int, int]] = {}
         try:
             cards, rows, ends = await replay(consumer, state_topic, commits, cfg.spec,
-                                             pipeline.card_config, exact if tansu else None)
+                                             pipeline.card_config, exact if tansu else None,
+                                             done=done)
         finally:
             await consumer.stop()
-        feeder.assign({p: (commits[p], committed[TP(cfg.labels, p)]) for p in owned},
-                      ends)
+        # where each owned partition starts: after what the state log holds (done and
+        # delivered), or at the commit if that is later
+        start = {p: (max(commits[p], done[p][0]), max(committed[TP(cfg.labels, p)], done[p][1]))
+                 for p in owned}
+        feeder.assign(start, ends)
         pipeline.assign(owned, cards, {(tp.topic, tp.partition): off
-                                       for tp, off in committed.items()})
+                                       for tp, off in committed.items()},
+                        applied={**{(cfg.transactions, p): s[0] for p, s in start.items()},
+                                 **{(cfg.labels, p): s[1] for p, s in start.items()}})
         seconds = time.monotonic() - started
         metrics.STATE_LOG_REPLAY_SECONDS.observe(seconds)
         log.info("pipeline: partitions %s, card states rebuilt from %d state-log rows in "

@@ -164,16 +164,22 @@ async def _exact_ends(consumer: Any, tps: list[Any], exact: EndsFn | None) -> di
 
 async def replay(consumer: Any, topic: str, commits: Mapping[int, int], spec: FeatureSpec,
                  config: Mapping[str, Any], exact: EndsFn | None = None,
-                 timeout_s: float = 600.0
+                 timeout_s: float = 600.0, done: dict[int, tuple[int, int]] | None = None,
                  ) -> tuple[dict[int, dict[str, CardState]], int, dict[int, int]]:
     """Card states of the source partitions in ``commits`` (partition -> committed offset of
-    ``transactions``): their log partitions read to the exact end, transaction rows below the
-    committed offset recorded. ``consumer`` is started and stopped by the caller. Returns the
-    states per partition, the number of rows recorded and the end offset of each log partition
-    read."""
+    ``transactions``): their log partitions read to the exact end, every transaction row
+    recorded once (a row is written only after its event's outputs were delivered, so the
+    log, not the commit, says what was done). ``done``, when given, receives per partition
+    how far the log goes: one past the highest ``transactions`` and ``transaction-labels``
+    offsets it holds (at least the committed offset for transactions, -1 for none). ``consumer``
+    is started and stopped by the caller. Returns the states per partition, the number of rows
+    recorded and the end offset of each log partition read."""
     from aiokafka.structs import TopicPartition
 
     cards: dict[int, dict[str, CardState]] = {p: {} for p in commits}
+    ends_of: dict[int, list[int]] = {p: [commits[p], -1] for p in commits}
+    if done is not None:
+        done.update({p: (e[0], e[1]) for p, e in ends_of.items()})
     if not commits:
         return cards, 0, {}
     tps = [TopicPartition(topic, p) for p in sorted(commits)]
@@ -183,6 +189,7 @@ async def replay(consumer: Any, topic: str, commits: Mapping[int, int], spec: Fe
     if todo:
         await consumer.seek_to_beginning(*todo)
     n = 0
+    next_row = {p: 0 for p in commits}
     deadline = time.monotonic() + timeout_s
     while todo:
         if time.monotonic() > deadline:
@@ -190,22 +197,29 @@ async def replay(consumer: Any, topic: str, commits: Mapping[int, int], spec: Fe
                                f"end in {timeout_s} s")
         batches = await consumer.getmany(*todo, timeout_ms=200)
         for tp, records in batches.items():
-            states = cards[tp.partition]
-            commit = commits[tp.partition]
+            p = tp.partition
+            states = cards[p]
+            span = ends_of[p]
             for rec in records:
                 if rec.offset >= ends[tp]:
                     break
-                _, txns, _ = segments.decode(rec.value)
+                head, txns, _ = segments.decode(rec.value)
+                span[0] = max(span[0], head.txn_end)
+                span[1] = max(span[1], head.label_end)
                 for row in txns:
-                    if row.offset < commit:
-                        state = states.get(row.card_id)
-                        if state is None:
-                            state = states[row.card_id] = CardState(spec, **config)
-                        state.record(row)
-                        n += 1
+                    if row.offset < next_row[p]:
+                        continue  # a row written twice (never by this version)
+                    next_row[p] = row.offset + 1
+                    state = states.get(row.card_id)
+                    if state is None:
+                        state = states[row.card_id] = CardState(spec, **config)
+                    state.record(row)
+                    n += 1
                 if rec.offset + 1 >= ends[tp]:
                     todo.discard(tp)
             await asyncio.sleep(0)
+    if done is not None:
+        done.update({p: (e[0], e[1]) for p, e in ends_of.items()})
     return cards, n, {tp.partition: int(end) for tp, end in ends.items()}
 
 
@@ -214,8 +228,9 @@ class Feeder:
 
     Driven by :meth:`add` (records as fetched) and :meth:`apply` (what the merge allows); the
     worker's loop is :meth:`run`. Rows of a partition this worker owns are applied only below
-    the committed offsets it started from (later ones are processed again in process), and
-    this worker's own segments never (they were applied when processed).
+    the offsets it started from (where the log ended at the assignment, or the commit if
+    later; later ones are processed again in process), and this worker's own segments never
+    (they were applied when processed).
     """
 
     def __init__(self, view: TerminalView, writer_id: bytes, partitions: int) -> None:

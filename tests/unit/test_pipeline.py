@@ -209,6 +209,38 @@ def test_a_rebalance_finishes_what_was_processed_and_releases_the_rest():
     assert p.stats()["queued"] == 0 and p.stats()["held"] == 0
 
 
+def test_events_the_state_log_holds_are_acknowledged_not_processed_again():
+    async def go():
+        p, ports, _ = make_pipeline(holder=FakeHolder(fake_model()))
+        # the log holds offsets 0-2 of partition 0 (done, outputs delivered) but the commit
+        # says 1: a redelivery of 1 and 2 is acknowledged without being processed again
+        p.assign([0], {}, {(TXN_TOPIC, 0): 1}, applied={(TXN_TOPIC, 0): 3})
+        evs = events(TXN_TOPIC, 0, [txn(i) for i in range(1, 6)], start=1)
+        await p.handle(evs)
+        await p.tick()
+        return p, ports, evs
+
+    p, ports, evs = run(go())
+    assert all(e.acked for e in evs)
+    scored = [json.loads(v)["txn_id"] for _, v, _ in ports.out["ml-predictions"]]
+    assert scored == ["t3", "t4", "t5"] and p.counts["replayed"] == 2
+
+
+def test_no_state_log_row_before_its_outputs_are_delivered():
+    log = SharedLog(1)
+
+    async def go():
+        p, ports, _ = make_pipeline(holder=FakeHolder(fake_model()), log=log)
+        p.assign([0], {}, {})
+        ports.fail_next = OSError("broker gone")  # t0's enriched record is not delivered
+        with pytest.raises(DeliveryFailed):
+            await p.handle(events(TXN_TOPIC, 0, [txn(0), txn(1)]))
+        return p
+
+    run(go())
+    assert log.parts[0] == []  # nobody will take t0 and t1 for done
+
+
 def test_stale_generation_events_are_released_not_processed():
     async def go():
         p, ports, _ = make_pipeline(holder=FakeHolder(fake_model()))
@@ -330,7 +362,7 @@ def test_segment_codec_round_trip_and_damage():
         segments.decode_header(blob[:10])
 
 
-def test_replay_stops_at_the_committed_offset():
+def test_replay_records_every_row_of_the_log_once_and_says_how_far_it_goes():
     log = SharedLog(2)
 
     async def go():
@@ -340,14 +372,22 @@ def test_replay_stops_at_the_committed_offset():
             if i % 3 == 2:
                 await writer.flush(lambda p: (0, 0, False))
         await writer.flush(lambda p: (0, 0, False))
+        again = Writer(b"B" * 16, log.sender())  # rows 8 and 9 written a second time
+        again.txn(0, _row(8, 8))
+        again.txn(0, _row(9, 9))
+        await again.flush(lambda p: (0, 0, False))
         writer.txn(1, _row(50, 0, card="c9"))
         await writer.flush(lambda p: (0, 0, False))
-        return await replay(FakeLogConsumer(log), "state-log", {0: 7, 1: 0}, DEFAULT_SPEC,
-                            {"allowed_lateness_ms": 60_000})
+        done: dict = {}
+        # committed offsets behind the log (a commit lost at a rebalance): the log decides
+        out = await replay(FakeLogConsumer(log), "state-log", {0: 7, 1: 0}, DEFAULT_SPEC,
+                           {"allowed_lateness_ms": 60_000}, done=done)
+        return out, done
 
-    cards, n, ends = run(go())
-    assert n == 7 and len(cards[0]["c1"]) == 7 and cards[1] == {}
-    assert ends == {0: 4, 1: 1}
+    (cards, n, ends), done = run(go())
+    assert n == 11 and len(cards[0]["c1"]) == 10 and len(cards[1]["c9"]) == 1
+    assert ends == {0: 5, 1: 1}
+    assert done == {0: (10, -1), 1: (1, -1)}
 
 
 def test_feeder_merges_partitions_by_time_skips_its_own_and_the_uncommitted():
