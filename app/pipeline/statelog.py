@@ -4,12 +4,14 @@ One topic, ``<app_id>-state-log``, with the partitions of the input topics: part
 holds the segments (:mod:`app.pipeline.segments`) of whoever owned source partition ``p``. It
 does three jobs:
 
-1. **Card-state changelog** (:func:`replay`): on assignment, the owned partitions' transaction
-   rows with a source offset below the committed offset are recorded into fresh
+1. **Card-state changelog and record of what was done** (:func:`replay`): on assignment, every
+   transaction row of the owned partitions is recorded (once) into fresh
    :class:`features.card.CardState`\\ s (``record``: state only), up to the log's exact end.
-   Rows past the committed offset (written before a crash or a rebalance) are skipped: their
-   events are redelivered and processed again, in the same per-card order, so they compute
-   the same features and write their rows again (a duplicate row is a no-op everywhere).
+   A row is written only after its event's outputs were delivered
+   (:meth:`app.pipeline.agent.Pipeline.flush`), so the log says what was done: the new owner
+   starts after the last offset it holds (or at the committed offset if later) and
+   acknowledges a redelivery below that without processing it again, even when the group's
+   commit was lost at a crash or a rebalance.
 2. **Feed of the terminal view** on every worker (:class:`Feeder`): every partition, merged
    by event time (so that the view sees rows in about event-time order whatever the
    partitions' backlogs), this worker's own segments skipped.
