@@ -254,7 +254,9 @@ def register(app: Any, topics: Topics, settings: Settings, *, bootstrap: str, ta
             nonlocal last_retry
             while not stopping():
                 await asyncio.sleep(0.5)
-                if pipeline.holding and reloader is not None and (
+                # the holder itself, not pipeline.holding: that flag is only refreshed
+                # while the pipeline can run (not during a rebalance or the view's catch-up)
+                if holder is not None and holder.champion is None and reloader is not None and (
                         time.monotonic() - last_retry >= HOLD_RETRY_S):
                     last_retry = time.monotonic()
                     await reloader.refresh("holding without a champion")
