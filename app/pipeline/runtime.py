@@ -26,6 +26,7 @@ from app import metrics
 from app.faust_ext import exact_end_offsets, pausing
 from app.faust_ext.progress import PartitionProgress
 from app.faust_ext.rebalance import hooks, release_held
+from app.pipeline.acks import DeliveryFailed
 from app.pipeline.agent import Config, Pipeline, drive
 from app.pipeline.statelog import Feeder, Writer, replay
 from app.pipeline.view import TerminalView
@@ -238,7 +239,11 @@ def register(app: Any, topics: Topics, settings: Settings, *, bootstrap: str, ta
     @app.agent(inputs, name="pipeline")
     async def pipeline_agent(stream: Any) -> None:
         async for events in stream.noack_take(cfg.batch_max_events, within=within or 0.001):
-            await pipeline.handle(events)
+            try:
+                await pipeline.handle(events)
+            except DeliveryFailed as exc:
+                await app.crash(exc)  # stop: nothing may be committed past the failed send
+                raise
 
     @app.task
     async def pipeline_timer() -> None:
@@ -248,7 +253,13 @@ def register(app: Any, topics: Topics, settings: Settings, *, bootstrap: str, ta
             return bool(app.should_stop)
 
         async def tick_forever() -> None:
-            await drive(pipeline, TICK_S, stopping)
+            try:
+                await drive(pipeline, TICK_S, stopping)
+            except Exception as exc:
+                # without its timer nothing is acknowledged any more: stop the worker (its
+                # held events go to the partitions' next owner) rather than stall
+                await app.crash(exc)
+                raise
 
         async def retry_model() -> None:
             nonlocal last_retry
