@@ -464,8 +464,8 @@ class Pipeline:
                 return None
             if arrival is Arrival.DUPLICATE:
                 # the card still holds this txn_id, recorded from a lower offset: a producer's
-                # duplicate (redeliveries are never in the rebuilt state: it stops at the
-                # committed offset)
+                # duplicate (a redelivery of what the rebuilt state holds was acknowledged
+                # at arrival: it is below where the state log ends)
                 self.counts["duplicates"] += 1
                 metrics.TRANSACTIONS_DUPLICATE.inc()
                 self._finished(event)
